@@ -1,0 +1,24 @@
+//! Sightline's ingest side: OTLP receivers, the ingest pipeline, the write-ahead log and the
+//! span store.
+//!
+//! - [`receiver`]: OTLP over gRPC ([`receiver::grpc`]) and HTTP ([`receiver::http`]); both
+//!   decode and call the same [`pipeline::Ingester`].
+//! - [`pipeline`]: validation, the ingest budget (back-pressure), the write-ahead-log writer
+//!   thread with group fsync, and the indexer thread that commits on a timer.
+//! - [`wal`]: the write-ahead log: segment files of checksummed frames, replay, truncation.
+//! - [`span_store`]: the tantivy span index and its lookups (trace by id, services, operations).
+//! - [`error`]: request failures and their gRPC codes and HTTP statuses, in one place.
+//! - [`metrics`]: Sightline's own ingest metrics.
+
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod receiver;
+pub mod span_store;
+pub mod wal;
+
+pub use error::IngestError;
+pub use metrics::IngestMetrics;
+pub use pipeline::{Ingester, Pipeline, PipelineSettings, Transport};
+pub use receiver::RequestLimits;
+pub use span_store::{SpanStore, SpanStoreSettings};

@@ -1,0 +1,154 @@
+//! OTLP over gRPC: `TraceService/Export`, with `LogsService` and `MetricsService` answering
+//! UNIMPLEMENTED until their stores exist.
+
+use std::future::Future;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::http;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+use tower::util::MapResponseLayer;
+
+use super::RequestLimits;
+use crate::error::IngestError;
+use crate::pipeline::{Ingester, Transport};
+
+/// The gRPC status codes as numbers, as they travel in the `grpc-status` header.
+const GRPC_OUT_OF_RANGE: &str = "11";
+const GRPC_RESOURCE_EXHAUSTED: &str = "8";
+
+struct TraceReceiver {
+    ingester: Ingester,
+}
+
+#[tonic::async_trait]
+impl TraceService for TraceReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let request = request.into_inner();
+        let encoded_bytes = request.encoded_len();
+        let rejected = self
+            .ingester
+            .export_traces(request, encoded_bytes, Transport::Grpc)
+            .await
+            .map_err(|err| {
+                self.ingester
+                    .record_refusal("traces", Transport::Grpc, &err);
+                err.to_grpc_status()
+            })?;
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: rejected.message("spans").map(|error_message| {
+                ExportTracePartialSuccess {
+                    rejected_spans: rejected.count as i64,
+                    error_message,
+                }
+            }),
+        }))
+    }
+}
+
+struct UnimplementedReceiver {
+    ingester: Ingester,
+}
+
+impl UnimplementedReceiver {
+    fn refuse(&self, signal: &'static str) -> Status {
+        let err = IngestError::Unimplemented(signal);
+        self.ingester.record_refusal(signal, Transport::Grpc, &err);
+        err.to_grpc_status()
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for UnimplementedReceiver {
+    async fn export(
+        &self,
+        _request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        Err(self.refuse("logs"))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for UnimplementedReceiver {
+    async fn export(
+        &self,
+        _request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        Err(self.refuse("metrics"))
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    ingester: Ingester,
+    limits: RequestLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let max = limits.max_request_bytes;
+    let traces = TraceServiceServer::new(TraceReceiver {
+        ingester: ingester.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Zstd)
+    .send_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(max);
+    let logs = LogsServiceServer::new(UnimplementedReceiver {
+        ingester: ingester.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Zstd)
+    .max_decoding_message_size(max);
+    let metrics = MetricsServiceServer::new(UnimplementedReceiver { ingester })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(max);
+    tonic::transport::Server::builder()
+        .layer(MapResponseLayer::new(too_large_is_resource_exhausted))
+        .add_service(traces)
+        .add_service(logs)
+        .add_service(metrics)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+/// tonic refuses a message whose (compressed) length is over the limit with OUT_OF_RANGE, a code
+/// OTLP clients retry forever. Our services never answer OUT_OF_RANGE themselves, so every
+/// OUT_OF_RANGE here is that refusal: answer RESOURCE_EXHAUSTED without RetryInfo instead, as
+/// tonic already does when the decompressed size is over the limit.
+fn too_large_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|status| status == GRPC_OUT_OF_RANGE)
+    {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from_static(GRPC_RESOURCE_EXHAUSTED),
+        );
+    }
+    response
+}

@@ -1,0 +1,802 @@
+//! OTLP/JSON: the JSON encoding of OTLP, to and from the generated protobuf types.
+//!
+//! OTLP/JSON differs from protobuf's canonical JSON: trace and span ids are hex (not base64),
+//! enums are integers, 64-bit integers are decimal strings (plain numbers are accepted too), and
+//! keys are lowerCamelCase (the original snake_case is accepted too). Unknown fields are ignored
+//! and `null` means absent. Decoding walks a `serde_json::Value` by hand so that every error
+//! names the path of the offending field.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use serde_json::{json, Map, Value};
+
+/// Nesting of arrays and maps in attribute values deeper than this is refused.
+const MAX_DEPTH: usize = 32;
+
+/// Why an OTLP/JSON body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("invalid JSON: {0}")]
+    Syntax(String),
+    #[error("{path}: {reason}")]
+    Field { path: String, reason: String },
+}
+
+type Result<T> = std::result::Result<T, JsonError>;
+
+fn field_error(path: &str, reason: impl Into<String>) -> JsonError {
+    JsonError::Field {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
+pub fn decode_trace_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|err| JsonError::Syntax(err.to_string()))?;
+    let root = Obj::new(&root, "")?;
+    Ok(ExportTraceServiceRequest {
+        resource_spans: root.list("resourceSpans", "resource_spans", decode_resource_spans)?,
+    })
+}
+
+/// A JSON object with the path it was found at.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Obj<'a> {
+    fn new(value: &'a Value, path: &str) -> Result<Self> {
+        match value {
+            Value::Object(map) => Ok(Obj {
+                map,
+                path: path.to_owned(),
+            }),
+            other => Err(field_error(
+                display_path(path),
+                format!("expected an object, got {}", kind(other)),
+            )),
+        }
+    }
+
+    /// The value under the camelCase or the snake_case key, `None` when absent or null.
+    fn get(&self, camel: &str, snake: &str) -> Option<(&'a Value, String)> {
+        let (key, value) = self
+            .map
+            .get_key_value(camel)
+            .or_else(|| self.map.get_key_value(snake))?;
+        if value.is_null() {
+            return None;
+        }
+        Some((value, self.child(key)))
+    }
+
+    fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn list<T>(
+        &self,
+        camel: &str,
+        snake: &str,
+        decode: impl Fn(&Value, &str) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let Some((value, path)) = self.get(camel, snake) else {
+            return Ok(Vec::new());
+        };
+        let items = value
+            .as_array()
+            .ok_or_else(|| field_error(&path, format!("expected an array, got {}", kind(value))))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| decode(item, &format!("{path}[{index}]")))
+            .collect()
+    }
+
+    fn object(&self, camel: &str, snake: &str) -> Result<Option<Obj<'a>>> {
+        self.get(camel, snake)
+            .map(|(value, path)| Obj::new(value, &path))
+            .transpose()
+    }
+
+    fn string(&self, camel: &str, snake: &str) -> Result<String> {
+        match self.get(camel, snake) {
+            None => Ok(String::new()),
+            Some((Value::String(text), _)) => Ok(text.clone()),
+            Some((other, path)) => Err(field_error(
+                &path,
+                format!("expected a string, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn hex_bytes(&self, camel: &str, snake: &str) -> Result<Vec<u8>> {
+        match self.get(camel, snake) {
+            None => Ok(Vec::new()),
+            Some((Value::String(text), path)) => {
+                hex::decode(text).map_err(|err| field_error(&path, format!("not valid hex: {err}")))
+            }
+            Some((other, path)) => Err(field_error(
+                &path,
+                format!("expected a hex string, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn u64(&self, camel: &str, snake: &str) -> Result<u64> {
+        match self.get(camel, snake) {
+            None => Ok(0),
+            Some((value, path)) => integer(value, &path),
+        }
+    }
+
+    fn u32(&self, camel: &str, snake: &str) -> Result<u32> {
+        match self.get(camel, snake) {
+            None => Ok(0),
+            Some((value, path)) => integer(value, &path),
+        }
+    }
+
+    /// An enum: an integer, or one of its names.
+    fn enumeration(&self, camel: &str, snake: &str, names: &[&str]) -> Result<i32> {
+        match self.get(camel, snake) {
+            None => Ok(0),
+            Some((Value::String(name), _)) if names.contains(&name.as_str()) => Ok(names
+                .iter()
+                .position(|candidate| candidate == name)
+                .unwrap_or(0)
+                as i32),
+            Some((value, path)) => integer(value, &path),
+        }
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() {
+        "body"
+    } else {
+        path
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An integer given as a JSON number or a decimal string.
+fn integer<T: TryFrom<i128>>(value: &Value, path: &str) -> Result<T> {
+    let wide: i128 = match value {
+        Value::Number(number) => {
+            if let Some(n) = number.as_u64() {
+                i128::from(n)
+            } else if let Some(n) = number.as_i64() {
+                i128::from(n)
+            } else {
+                return Err(field_error(
+                    path,
+                    format!("expected an integer, got {number}"),
+                ));
+            }
+        }
+        Value::String(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| field_error(path, format!("expected an integer, got {text:?}")))?,
+        other => {
+            return Err(field_error(
+                path,
+                format!("expected an integer, got {}", kind(other)),
+            ))
+        }
+    };
+    T::try_from(wide).map_err(|_| field_error(path, format!("integer {wide} is out of range")))
+}
+
+fn decode_resource_spans(value: &Value, path: &str) -> Result<ResourceSpans> {
+    let obj = Obj::new(value, path)?;
+    Ok(ResourceSpans {
+        resource: obj
+            .object("resource", "resource")?
+            .map(|resource| decode_resource(&resource))
+            .transpose()?,
+        scope_spans: obj.list("scopeSpans", "scope_spans", decode_scope_spans)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
+    })
+}
+
+fn decode_resource(obj: &Obj<'_>) -> Result<Resource> {
+    Ok(Resource {
+        attributes: decode_attributes(obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+        ..Default::default()
+    })
+}
+
+fn decode_scope_spans(value: &Value, path: &str) -> Result<ScopeSpans> {
+    let obj = Obj::new(value, path)?;
+    Ok(ScopeSpans {
+        scope: obj
+            .object("scope", "scope")?
+            .map(|scope| decode_scope(&scope))
+            .transpose()?,
+        spans: obj.list("spans", "spans", decode_span)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
+    })
+}
+
+fn decode_scope(obj: &Obj<'_>) -> Result<InstrumentationScope> {
+    Ok(InstrumentationScope {
+        name: obj.string("name", "name")?,
+        version: obj.string("version", "version")?,
+        attributes: decode_attributes(obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+    })
+}
+
+const SPAN_KINDS: &[&str] = &[
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+];
+const STATUS_CODES: &[&str] = &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
+
+fn decode_span(value: &Value, path: &str) -> Result<OtlpSpan> {
+    let obj = Obj::new(value, path)?;
+    Ok(OtlpSpan {
+        trace_id: obj.hex_bytes("traceId", "trace_id")?,
+        span_id: obj.hex_bytes("spanId", "span_id")?,
+        trace_state: obj.string("traceState", "trace_state")?,
+        parent_span_id: obj.hex_bytes("parentSpanId", "parent_span_id")?,
+        flags: obj.u32("flags", "flags")?,
+        name: obj.string("name", "name")?,
+        kind: obj.enumeration("kind", "kind", SPAN_KINDS)?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano", "start_time_unix_nano")?,
+        end_time_unix_nano: obj.u64("endTimeUnixNano", "end_time_unix_nano")?,
+        attributes: decode_attributes(&obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+        events: obj.list("events", "events", decode_event)?,
+        dropped_events_count: obj.u32("droppedEventsCount", "dropped_events_count")?,
+        links: obj.list("links", "links", decode_link)?,
+        dropped_links_count: obj.u32("droppedLinksCount", "dropped_links_count")?,
+        status: obj
+            .object("status", "status")?
+            .map(|status| {
+                Ok::<_, JsonError>(Status {
+                    message: status.string("message", "message")?,
+                    code: status.enumeration("code", "code", STATUS_CODES)?,
+                })
+            })
+            .transpose()?,
+    })
+}
+
+fn decode_event(value: &Value, path: &str) -> Result<Event> {
+    let obj = Obj::new(value, path)?;
+    Ok(Event {
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        name: obj.string("name", "name")?,
+        attributes: decode_attributes(&obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+    })
+}
+
+fn decode_link(value: &Value, path: &str) -> Result<Link> {
+    let obj = Obj::new(value, path)?;
+    Ok(Link {
+        trace_id: obj.hex_bytes("traceId", "trace_id")?,
+        span_id: obj.hex_bytes("spanId", "span_id")?,
+        trace_state: obj.string("traceState", "trace_state")?,
+        attributes: decode_attributes(&obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+        flags: obj.u32("flags", "flags")?,
+    })
+}
+
+fn decode_attributes(obj: &Obj<'_>) -> Result<Vec<KeyValue>> {
+    obj.list("attributes", "attributes", |value, path| {
+        decode_key_value(value, path, 0)
+    })
+}
+
+fn decode_key_value(value: &Value, path: &str, depth: usize) -> Result<KeyValue> {
+    let obj = Obj::new(value, path)?;
+    Ok(KeyValue {
+        key: obj.string("key", "key")?,
+        value: obj
+            .get("value", "value")
+            .map(|(value, path)| decode_any_value(value, &path, depth))
+            .transpose()?,
+        ..Default::default()
+    })
+}
+
+fn decode_any_value(value: &Value, path: &str, depth: usize) -> Result<AnyValue> {
+    if depth > MAX_DEPTH {
+        return Err(field_error(
+            path,
+            format!("values nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let obj = Obj::new(value, path)?;
+    let inner = if let Some((value, path)) = obj.get("stringValue", "string_value") {
+        match value {
+            Value::String(text) => OtlpValue::StringValue(text.clone()),
+            other => {
+                return Err(field_error(
+                    &path,
+                    format!("expected a string, got {}", kind(other)),
+                ))
+            }
+        }
+    } else if let Some((value, path)) = obj.get("boolValue", "bool_value") {
+        match value {
+            Value::Bool(flag) => OtlpValue::BoolValue(*flag),
+            other => {
+                return Err(field_error(
+                    &path,
+                    format!("expected a boolean, got {}", kind(other)),
+                ))
+            }
+        }
+    } else if let Some((value, path)) = obj.get("intValue", "int_value") {
+        OtlpValue::IntValue(integer(value, &path)?)
+    } else if let Some((value, path)) = obj.get("doubleValue", "double_value") {
+        OtlpValue::DoubleValue(double(value, &path)?)
+    } else if let Some((value, path)) = obj.get("bytesValue", "bytes_value") {
+        let text = value.as_str().ok_or_else(|| {
+            field_error(
+                &path,
+                format!("expected a base64 string, got {}", kind(value)),
+            )
+        })?;
+        OtlpValue::BytesValue(
+            BASE64
+                .decode(text)
+                .map_err(|err| field_error(&path, format!("not valid base64: {err}")))?,
+        )
+    } else if let Some(array) = obj.object("arrayValue", "array_value")? {
+        OtlpValue::ArrayValue(ArrayValue {
+            values: array.list("values", "values", |value, path| {
+                decode_any_value(value, path, depth + 1)
+            })?,
+        })
+    } else if let Some(list) = obj.object("kvlistValue", "kvlist_value")? {
+        OtlpValue::KvlistValue(KeyValueList {
+            values: list.list("values", "values", |value, path| {
+                decode_key_value(value, path, depth + 1)
+            })?,
+        })
+    } else {
+        return Ok(AnyValue { value: None });
+    };
+    Ok(AnyValue { value: Some(inner) })
+}
+
+fn double(value: &Value, path: &str) -> Result<f64> {
+    match value {
+        Value::Number(number) => number
+            .as_f64()
+            .ok_or_else(|| field_error(path, format!("expected a number, got {number}"))),
+        Value::String(text) => match text.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            other => other
+                .parse()
+                .map_err(|_| field_error(path, format!("expected a number, got {text:?}"))),
+        },
+        other => Err(field_error(
+            path,
+            format!("expected a number, got {}", kind(other)),
+        )),
+    }
+}
+
+/// `{"resourceSpans": [...]}` in OTLP/JSON.
+pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Value {
+    json!({ "resourceSpans": resource_spans.iter().map(encode_one_resource_spans).collect::<Vec<_>>() })
+}
+
+fn encode_one_resource_spans(resource_spans: &ResourceSpans) -> Value {
+    let mut out = Map::new();
+    if let Some(resource) = &resource_spans.resource {
+        let mut encoded = Map::new();
+        put_attributes(
+            &mut encoded,
+            &resource.attributes,
+            resource.dropped_attributes_count,
+        );
+        out.insert("resource".into(), Value::Object(encoded));
+    }
+    let scope_spans: Vec<Value> = resource_spans
+        .scope_spans
+        .iter()
+        .map(|scope_spans| {
+            let mut encoded = Map::new();
+            if let Some(scope) = &scope_spans.scope {
+                let mut scope_json = Map::new();
+                put_string(&mut scope_json, "name", &scope.name);
+                put_string(&mut scope_json, "version", &scope.version);
+                put_attributes(
+                    &mut scope_json,
+                    &scope.attributes,
+                    scope.dropped_attributes_count,
+                );
+                encoded.insert("scope".into(), Value::Object(scope_json));
+            }
+            encoded.insert(
+                "spans".into(),
+                Value::Array(scope_spans.spans.iter().map(encode_span).collect()),
+            );
+            put_string(&mut encoded, "schemaUrl", &scope_spans.schema_url);
+            Value::Object(encoded)
+        })
+        .collect();
+    out.insert("scopeSpans".into(), Value::Array(scope_spans));
+    put_string(&mut out, "schemaUrl", &resource_spans.schema_url);
+    Value::Object(out)
+}
+
+fn encode_span(span: &OtlpSpan) -> Value {
+    let mut out = Map::new();
+    out.insert("traceId".into(), json!(hex::encode(&span.trace_id)));
+    out.insert("spanId".into(), json!(hex::encode(&span.span_id)));
+    put_string(&mut out, "traceState", &span.trace_state);
+    if !span.parent_span_id.is_empty() {
+        out.insert(
+            "parentSpanId".into(),
+            json!(hex::encode(&span.parent_span_id)),
+        );
+    }
+    put_u32(&mut out, "flags", span.flags);
+    out.insert("name".into(), json!(span.name));
+    out.insert("kind".into(), json!(span.kind));
+    out.insert(
+        "startTimeUnixNano".into(),
+        json!(span.start_time_unix_nano.to_string()),
+    );
+    out.insert(
+        "endTimeUnixNano".into(),
+        json!(span.end_time_unix_nano.to_string()),
+    );
+    put_attributes(&mut out, &span.attributes, span.dropped_attributes_count);
+    if !span.events.is_empty() {
+        let events = span
+            .events
+            .iter()
+            .map(|event| {
+                let mut encoded = Map::new();
+                encoded.insert(
+                    "timeUnixNano".into(),
+                    json!(event.time_unix_nano.to_string()),
+                );
+                encoded.insert("name".into(), json!(event.name));
+                put_attributes(
+                    &mut encoded,
+                    &event.attributes,
+                    event.dropped_attributes_count,
+                );
+                Value::Object(encoded)
+            })
+            .collect();
+        out.insert("events".into(), Value::Array(events));
+    }
+    put_u32(&mut out, "droppedEventsCount", span.dropped_events_count);
+    if !span.links.is_empty() {
+        let links = span
+            .links
+            .iter()
+            .map(|link| {
+                let mut encoded = Map::new();
+                encoded.insert("traceId".into(), json!(hex::encode(&link.trace_id)));
+                encoded.insert("spanId".into(), json!(hex::encode(&link.span_id)));
+                put_string(&mut encoded, "traceState", &link.trace_state);
+                put_attributes(
+                    &mut encoded,
+                    &link.attributes,
+                    link.dropped_attributes_count,
+                );
+                put_u32(&mut encoded, "flags", link.flags);
+                Value::Object(encoded)
+            })
+            .collect();
+        out.insert("links".into(), Value::Array(links));
+    }
+    put_u32(&mut out, "droppedLinksCount", span.dropped_links_count);
+    if let Some(status) = &span.status {
+        let mut encoded = Map::new();
+        if status.code != 0 {
+            encoded.insert("code".into(), json!(status.code));
+        }
+        put_string(&mut encoded, "message", &status.message);
+        out.insert("status".into(), Value::Object(encoded));
+    }
+    Value::Object(out)
+}
+
+fn put_string(out: &mut Map<String, Value>, key: &str, value: &str) {
+    if !value.is_empty() {
+        out.insert(key.into(), json!(value));
+    }
+}
+
+fn put_u32(out: &mut Map<String, Value>, key: &str, value: u32) {
+    if value != 0 {
+        out.insert(key.into(), json!(value));
+    }
+}
+
+fn put_attributes(out: &mut Map<String, Value>, attributes: &[KeyValue], dropped: u32) {
+    if !attributes.is_empty() {
+        out.insert("attributes".into(), encode_key_values(attributes));
+    }
+    put_u32(out, "droppedAttributesCount", dropped);
+}
+
+/// Attributes as an OTLP/JSON array of `{"key", "value"}`.
+pub fn encode_key_values(attributes: &[KeyValue]) -> Value {
+    Value::Array(
+        attributes
+            .iter()
+            .map(|kv| {
+                let value = kv
+                    .value
+                    .as_ref()
+                    .map_or_else(|| json!({}), encode_any_value);
+                json!({"key": kv.key, "value": value})
+            })
+            .collect(),
+    )
+}
+
+/// One attribute value in OTLP/JSON: `{"stringValue": ...}`, `{"intValue": "42"}`, ...
+pub fn encode_any_value(value: &AnyValue) -> Value {
+    match &value.value {
+        None => json!({}),
+        Some(OtlpValue::StringValue(text)) => json!({ "stringValue": text }),
+        Some(OtlpValue::BoolValue(flag)) => json!({ "boolValue": flag }),
+        Some(OtlpValue::IntValue(n)) => json!({ "intValue": n.to_string() }),
+        Some(OtlpValue::DoubleValue(x)) => json!({ "doubleValue": encode_double(*x) }),
+        Some(OtlpValue::BytesValue(bytes)) => json!({ "bytesValue": BASE64.encode(bytes) }),
+        Some(OtlpValue::ArrayValue(array)) => json!({
+            "arrayValue": { "values": array.values.iter().map(encode_any_value).collect::<Vec<_>>() }
+        }),
+        Some(OtlpValue::KvlistValue(list)) => json!({
+            "kvlistValue": { "values": encode_key_values(&list.values) }
+        }),
+        // String-table references only occur in profiles, which Sightline does not take.
+        Some(_) => json!({}),
+    }
+}
+
+/// A double as JSON: a number, or "NaN" / "Infinity" / "-Infinity", which JSON numbers cannot say.
+pub fn encode_double(x: f64) -> Value {
+    if x.is_nan() {
+        json!("NaN")
+    } else if x.is_infinite() {
+        json!(if x > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(x)
+    }
+}
+
+/// The JSON body of an `Export*ServiceResponse`: `{}` on full success (partial_success MUST be
+/// unset), else `{"partialSuccess": {"<rejected_field>": "<count>", "errorMessage": "..."}}`,
+/// where `rejected_field` is `rejectedSpans`, `rejectedLogRecords` or `rejectedDataPoints`.
+pub fn encode_export_response(rejected: Option<(&str, i64, &str)>) -> Vec<u8> {
+    let body = match rejected {
+        None => json!({}),
+        Some((field, count, message)) => json!({
+            "partialSuccess": { field: count.to_string(), "errorMessage": message }
+        }),
+    };
+    body.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(value: Value) -> Result<ExportTraceServiceRequest> {
+        decode_trace_request(value.to_string().as_bytes())
+    }
+
+    fn full_span() -> ExportTraceServiceRequest {
+        let kv = |key: &str, value: OtlpValue| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", OtlpValue::StringValue("svc".into()))],
+                    dropped_attributes_count: 1,
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        version: "1".into(),
+                        attributes: vec![kv("a", OtlpValue::BoolValue(true))],
+                        dropped_attributes_count: 2,
+                    }),
+                    spans: vec![OtlpSpan {
+                        trace_id: vec![0xab; 16],
+                        span_id: vec![0xcd; 8],
+                        trace_state: "k=v".into(),
+                        parent_span_id: vec![0xef; 8],
+                        flags: 257,
+                        name: "op".into(),
+                        kind: 3,
+                        start_time_unix_nano: u64::MAX - 1,
+                        end_time_unix_nano: u64::MAX,
+                        attributes: vec![
+                            kv("i", OtlpValue::IntValue(i64::MIN)),
+                            kv("d", OtlpValue::DoubleValue(-0.5)),
+                            kv("inf", OtlpValue::DoubleValue(f64::INFINITY)),
+                            kv("b", OtlpValue::BytesValue(vec![0, 1, 255])),
+                            kv(
+                                "arr",
+                                OtlpValue::ArrayValue(ArrayValue {
+                                    values: vec![AnyValue {
+                                        value: Some(OtlpValue::StringValue("x".into())),
+                                    }],
+                                }),
+                            ),
+                            kv(
+                                "map",
+                                OtlpValue::KvlistValue(KeyValueList {
+                                    values: vec![kv("n", OtlpValue::IntValue(7))],
+                                }),
+                            ),
+                        ],
+                        dropped_attributes_count: 3,
+                        events: vec![Event {
+                            time_unix_nano: 5,
+                            name: "e".into(),
+                            attributes: vec![kv("x", OtlpValue::StringValue("y".into()))],
+                            dropped_attributes_count: 4,
+                        }],
+                        dropped_events_count: 5,
+                        links: vec![Link {
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            trace_state: "l".into(),
+                            attributes: vec![],
+                            dropped_attributes_count: 6,
+                            flags: 1,
+                        }],
+                        dropped_links_count: 7,
+                        status: Some(Status {
+                            message: "bad".into(),
+                            code: 2,
+                        }),
+                    }],
+                    schema_url: "s1".into(),
+                }],
+                schema_url: "s2".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn encoding_then_decoding_gives_back_every_field() {
+        let request = full_span();
+        let encoded = encode_resource_spans(&request.resource_spans);
+        assert_eq!(
+            encoded["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"],
+            json!((u64::MAX - 1).to_string())
+        );
+        assert_eq!(decode(encoded).unwrap(), request);
+    }
+
+    #[test]
+    fn snake_case_numbers_and_enum_names_are_accepted() {
+        let camel = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0102030405060708090A0B0C0D0E0F10", "spanId": "0102030405060708",
+            "kind": 2, "startTimeUnixNano": "10", "endTimeUnixNano": "20",
+            "status": {"code": 2},
+            "attributes": [{"key": "n", "value": {"intValue": "42"}}]
+        }]}]}]});
+        let snake = json!({"resource_spans": [{"scope_spans": [{"spans": [{
+            "trace_id": "0102030405060708090a0b0c0d0e0f10", "span_id": "0102030405060708",
+            "kind": "SPAN_KIND_SERVER", "start_time_unix_nano": 10, "end_time_unix_nano": 20,
+            "status": {"code": "STATUS_CODE_ERROR"},
+            "attributes": [{"key": "n", "value": {"int_value": 42}}],
+            "unknownField": [1, 2, 3]
+        }]}]}]});
+        let from_camel = decode(camel).unwrap();
+        assert_eq!(from_camel, decode(snake).unwrap());
+        let span = &from_camel.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.kind, 2);
+        assert_eq!(span.trace_id[9], 0x0a);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err =
+            decode(json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "xyz"}]}]}]}))
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("resourceSpans[0].scopeSpans[0].spans[0].traceId: not valid hex"),
+            "{err}"
+        );
+        let err = decode(json!({"resourceSpans": [{"scopeSpans": 5}]})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceSpans[0].scopeSpans: expected an array, got a number"
+        );
+        let err = decode(
+            json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "-1"}]}]}]}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!(matches!(
+            decode_trace_request(b"{nope").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
+        assert!(decode(json!([1])).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{}{{"stringValue":"leaf"}}{}}}]}}}}]}}"#,
+            r#"{"arrayValue":{"values":["#.repeat(10_000),
+            "]}}".repeat(10_000)
+        );
+        // serde_json itself refuses JSON nesting past 128 levels; ours stops at 32 value levels.
+        assert!(decode_trace_request(deep.as_bytes()).is_err());
+        let mut value = json!({"stringValue": "leaf"});
+        for level in 0..35 {
+            value = json!({"arrayValue": {"values": [value]}});
+            let body = json!({"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": value}]}}]});
+            let result = decode(body);
+            if level < 32 {
+                assert!(result.is_ok(), "{level}: {result:?}");
+            } else {
+                let err = result.unwrap_err();
+                assert!(err.to_string().contains("nested deeper than 32"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn export_response_leaves_partial_success_unset_on_full_success() {
+        assert_eq!(encode_export_response(None), b"{}");
+        let body: Value =
+            serde_json::from_slice(&encode_export_response(Some(("rejectedSpans", 3, "why"))))
+                .unwrap();
+        assert_eq!(
+            body,
+            json!({"partialSuccess": {"rejectedSpans": "3", "errorMessage": "why"}})
+        );
+    }
+}
