@@ -1,0 +1,80 @@
+//! The query port's HTTP API: Jaeger's v1 API ([`jaeger`]), the native API under `/api/v1/`
+//! ([`native`]), and operations endpoints ([`ops`]).
+
+pub mod jaeger;
+pub mod native;
+pub mod ops;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::Router;
+use sightline_collector::span_store::SpanStoreError;
+use sightline_collector::SpanStore;
+use tracing::error;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub spans: SpanStore,
+    /// Set once the write-ahead log has been replayed.
+    pub ready: Arc<AtomicBool>,
+    pub registry: prometheus::Registry,
+}
+
+/// The whole query-port router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(jaeger::router())
+        .merge(native::router())
+        .merge(ops::router())
+        .with_state(state)
+}
+
+/// A failed API call: an HTTP status and a message safe to show to the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    fn internal() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error: see the server log".into(),
+        }
+    }
+}
+
+impl From<SpanStoreError> for ApiError {
+    fn from(err: SpanStoreError) -> Self {
+        error!(error = %err, "span store query failed");
+        ApiError::internal()
+    }
+}
+
+/// Runs a blocking store query off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    query: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(query).await.map_err(|err| {
+        error!(error = %err, "query task failed");
+        ApiError::internal()
+    })?
+}

@@ -1,0 +1,152 @@
+//! The native API under `/api/v1/`, described by the OpenAPI document at `/api/v1/openapi.json`.
+
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
+use sightline_proto::otlp_json::encode_resource_spans;
+use sightline_proto::{SpanRecord, TraceId};
+
+use super::{blocking, ApiError, AppState};
+
+/// The OpenAPI 3.1 document of the native API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/traces/{trace_id}", get(trace))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.status.as_u16(), "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// Every span of a trace with everything it was exported with, as OTLP/JSON `resourceSpans`
+/// (spans sharing a resource and scope are grouped), in start order.
+async fn trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let trace_id: TraceId = trace_id
+        .parse()
+        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
+    if records.is_empty() {
+        return Err(ApiError::not_found(format!("trace {trace_id} not found")));
+    }
+    let span_count = records.len();
+    let mut body = encode_resource_spans(&group_by_resource_and_scope(records));
+    if let Some(object) = body.as_object_mut() {
+        object.insert("traceId".into(), json!(trace_id.to_string()));
+        object.insert("spanCount".into(), json!(span_count));
+    }
+    Ok(Json(body))
+}
+
+/// Groups records into `ResourceSpans`, keeping each group in the order of its first span.
+fn group_by_resource_and_scope(records: Vec<SpanRecord>) -> Vec<ResourceSpans> {
+    let mut groups: Vec<ResourceSpans> = Vec::new();
+    for record in records {
+        let resource = Some(record.resource);
+        let scope = Some(record.scope);
+        let group = match groups
+            .iter_mut()
+            .position(|g| g.resource == resource && g.schema_url == record.resource_schema_url)
+        {
+            Some(index) => &mut groups[index],
+            None => {
+                groups.push(ResourceSpans {
+                    resource,
+                    scope_spans: Vec::new(),
+                    schema_url: record.resource_schema_url,
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        match group
+            .scope_spans
+            .iter_mut()
+            .find(|s| s.scope == scope && s.schema_url == record.scope_schema_url)
+        {
+            Some(scope_spans) => scope_spans.spans.push(record.span),
+            None => group.scope_spans.push(ScopeSpans {
+                scope,
+                spans: vec![record.span],
+                schema_url: record.scope_schema_url,
+            }),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_is_valid_json_and_lists_the_served_paths() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/api/v1/traces/{traceId}",
+            "/api/services",
+            "/api/services/{service}/operations",
+            "/api/operations",
+            "/api/traces/{traceId}",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(
+                doc["paths"].get(path).is_some(),
+                "{path} missing from openapi.json"
+            );
+        }
+    }
+
+    #[test]
+    fn records_group_by_resource_then_scope() {
+        let record = |service: &str, scope: &str, id: u8| {
+            let mut record = SpanRecord::default();
+            record
+                .resource
+                .attributes
+                .push(sightline_proto::otlp::common::v1::KeyValue {
+                    key: "service.name".into(),
+                    value: Some(sightline_proto::otlp::common::v1::AnyValue {
+                        value: Some(
+                            sightline_proto::otlp::common::v1::any_value::Value::StringValue(
+                                service.into(),
+                            ),
+                        ),
+                    }),
+                    ..Default::default()
+                });
+            record.scope.name = scope.into();
+            record.span.span_id = vec![id; 8];
+            record
+        };
+        let groups = group_by_resource_and_scope(vec![
+            record("a", "x", 1),
+            record("b", "x", 2),
+            record("a", "y", 3),
+            record("a", "x", 4),
+        ]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].scope_spans.len(), 2);
+        assert_eq!(groups[0].scope_spans[0].spans.len(), 2);
+        assert_eq!(groups[0].scope_spans[0].spans[1].span_id, vec![4; 8]);
+        assert_eq!(groups[1].scope_spans[0].spans[0].span_id, vec![2; 8]);
+    }
+}

@@ -1,0 +1,403 @@
+//! `sightline-bench`: drives OTLP/gRPC span ingest end to end against a real `sightline`
+//! process and prints what it measured. A benchmark, not a test: it asserts nothing.
+//!
+//! ```text
+//! cargo build --release && target/release/sightline-bench --shape rich --spans 1000000
+//! ```
+//!
+//! The load is encoded before the clock starts and sent as raw bytes, so the generator costs
+//! little next to the server. The server's CPU time and peak RSS come from `/proc/<pid>/`.
+//! Only acknowledged spans count; refusals (UNAVAILABLE) are retried and reported.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use prost::bytes::{BufMut, Bytes};
+use prost::Message;
+use sightline_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use sightline_proto::otlp::common::v1::{
+    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
+};
+use sightline_proto::otlp::resource::v1::Resource;
+use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    /// About 150 bytes: a name, a kind, two int attributes.
+    Small,
+    /// About 500 bytes: 11 string attributes (http.*, db.*, ...).
+    Rich,
+}
+
+/// Measure OTLP/gRPC span ingest of a real sightline server.
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, value_enum, default_value = "rich")]
+    shape: Shape,
+    /// Spans to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    spans: usize,
+    /// Spans per export request.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Concurrent gRPC streams (one connection each).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// The sightline binary; default: next to this one.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Extra flags for the server.
+    #[arg(long, allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let server_bin = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("sightline"),
+    };
+    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    // Pre-encode the load.
+    let requests: Vec<Bytes> = (0..args.spans.div_ceil(args.batch))
+        .map(|i| Bytes::from(make_request(args.shape, i as u64, args.batch).encode_to_vec()))
+        .collect();
+    let total_bytes: usize = requests.iter().map(Bytes::len).sum();
+    let total_spans = requests.len() * args.batch;
+    println!(
+        "load: {} requests x {} {:?} spans = {} spans, {:.1} MB encoded ({} B/span)",
+        requests.len(),
+        args.batch,
+        args.shape,
+        total_spans,
+        total_bytes as f64 / 1e6,
+        total_bytes / total_spans
+    );
+
+    let mut child = Command::new(&server_bin)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--grpc-listen-addr", "127.0.0.1:0"])
+        .args(["--http-listen-addr", "127.0.0.1:0"])
+        .args(["--query-listen-addr", "127.0.0.1:0"])
+        .args(&args.server_args)
+        .env("SIGHTLINE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", server_bin.display()))?;
+    let pid = child.id();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut ready)?;
+    let addr = |name: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("no {name} address in {ready:?}"))
+    };
+    let grpc = format!("http://{}", addr("grpc")?);
+    let query = addr("query")?;
+
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.streams {
+        let channel = tonic::transport::Endpoint::from_shared(grpc.clone())?
+            .connect()
+            .await?;
+        let (requests, next, refused) = (requests.clone(), next.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = tonic::client::Grpc::new(channel);
+            let path = PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(body) = requests.get(i) else { break };
+                loop {
+                    client.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    match client
+                        .unary(tonic::Request::new(body.clone()), path.clone(), RawCodec)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(status) => bail!("export failed: {status}"),
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let ack_elapsed = started.elapsed();
+    let cpu_ack = cpu_seconds(pid)? - cpu_before;
+    let rss_after = vm_kib(pid, "VmRSS:")?;
+
+    // Wait until the last batch's spans are searchable.
+    let last = make_request(args.shape, requests.len() as u64 - 1, args.batch);
+    let last_trace = hex(&last.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    while http_status(&query, &format!("/api/traces/{last_trace}"))? != 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let searchable_elapsed = started.elapsed();
+    let cpu_total = cpu_seconds(pid)? - cpu_before;
+    let peak_rss = vm_kib(pid, "VmHWM:")?;
+    // Let the last commit and merges settle before measuring the disk.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let index_bytes = dir_bytes(&data_dir.join("spans"));
+    let wal_bytes = dir_bytes(&data_dir.join("wal"));
+
+    let secs = ack_elapsed.as_secs_f64();
+    println!("acknowledged: {total_spans} spans in {secs:.2} s = {:.0} spans/s, {:.1} MB/s (OTLP protobuf)", total_spans as f64 / secs, total_bytes as f64 / 1e6 / secs);
+    println!(
+        "refused (UNAVAILABLE, retried): {}",
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "searchable: all spans after {:.2} s = {:.0} spans/s",
+        searchable_elapsed.as_secs_f64(),
+        total_spans as f64 / searchable_elapsed.as_secs_f64()
+    );
+    println!("server CPU: {cpu_ack:.1} s until acknowledged ({:.2} cores), {cpu_total:.1} s until searchable", cpu_ack / secs);
+    println!(
+        "server RSS: {:.0} MiB after the load, peak {:.0} MiB",
+        rss_after as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    println!(
+        "disk: span index {:.1} MB = {:.0} B/span; write-ahead log left {:.1} MB",
+        index_bytes as f64 / 1e6,
+        index_bytes as f64 / total_spans as f64,
+        wal_bytes as f64 / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Sends pre-encoded request bytes as they are; decodes the answer.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|err| tonic::Status::internal(err.to_string()))
+    }
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int_kv(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Request `index` of the load: `batch` spans in traces of 8 spans, in 5 services.
+fn make_request(shape: Shape, index: u64, batch: usize) -> ExportTraceServiceRequest {
+    const SERVICES: [&str; 5] = [
+        "gateway",
+        "order-service",
+        "payment-service",
+        "inventory-service",
+        "notification-service",
+    ];
+    let service = SERVICES[(index % 5) as usize];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let spans = (0..batch as u64)
+        .map(|i| {
+            let n = index * batch as u64 + i;
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&mix(n / 8).to_be_bytes());
+            trace_id[8..].copy_from_slice(&(n / 8 + 1).to_be_bytes());
+            let start = now + n * 1000;
+            let attributes = match shape {
+                Shape::Small => vec![int_kv("http.status_code", 200), int_kv("retry.count", (n % 3) as i64)],
+                Shape::Rich => vec![
+                    string_kv("http.method", if n % 3 == 0 { "POST" } else { "GET" }),
+                    string_kv("http.route", "/api/orders/{orderId}/items"),
+                    string_kv("http.status_code", if n % 50 == 0 { "500" } else { "200" }),
+                    string_kv("http.url", &format!("http://order-service:8080/api/orders/{}/items", n % 10_000)),
+                    string_kv("net.peer.name", "order-service.shop.svc.cluster.local"),
+                    string_kv("db.system", "postgresql"),
+                    string_kv("db.name", "orders"),
+                    string_kv("db.statement", "SELECT id, status, total FROM orders WHERE customer_id = $1 ORDER BY created_at DESC LIMIT 20"),
+                    string_kv("user.id", &format!("user-{}", n % 5000)),
+                    string_kv("correlationId", &format!("{:016x}", mix(n / 8))),
+                    string_kv("thread.name", "tokio-runtime-worker"),
+                ],
+            };
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: mix(n ^ 0x5bd1e995).to_be_bytes().to_vec(),
+                parent_span_id: if n % 8 == 0 { vec![] } else { mix((n - n % 8) ^ 0x5bd1e995).to_be_bytes().to_vec() },
+                name: match shape {
+                    Shape::Small => format!("op-{}", n % 20),
+                    Shape::Rich => format!("GET /api/orders/{{orderId}}/items#{}", n % 20),
+                },
+                kind: if n % 8 == 0 { 2 } else { 3 },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 1_000_000 + (mix(n) % 50_000_000),
+                attributes,
+                status: Some(Status { code: if n % 50 == 0 { 2 } else { 0 }, message: String::new() }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    string_kv("service.name", service),
+                    string_kv("host.name", "bench-host"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "bench".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// splitmix64: spreads ids without a random-number dependency.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
+}
+
+/// The status code of a plain HTTP/1.0 GET (no client library needed for one poll).
+fn http_status(addr: &str, path: &str) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(std::str::from_utf8(&head[9..12])?.parse()?)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// User + system CPU seconds of a process, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').context("bad /proc stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); after the name, state is index 0, so utime is 11, stime 12.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// A `Vm*:` line of /proc/<pid>/status, in KiB.
+fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no such /proc status line")?
+        .parse()
+        .map_err(Into::into)
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

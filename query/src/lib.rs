@@ -1,0 +1,12 @@
+//! Sightline's query side and the `sightline` binary's building blocks.
+//!
+//! - [`config`]: every setting, from defaults, a TOML file, `SIGHTLINE_*` variables and flags.
+//! - [`server`]: the all-in-one server: receivers, pipeline and query API in one process.
+//! - [`api`]: the query port's HTTP API: Jaeger v1, native `/api/v1/`, `/healthz`, `/readyz`,
+//!   `/metrics`.
+//! - [`jaeger`]: Jaeger's JSON model and its mapping from OTLP spans.
+
+pub mod api;
+pub mod config;
+pub mod jaeger;
+pub mod server;

@@ -1,0 +1,133 @@
+//! The all-in-one server: OTLP receivers, ingest pipeline and query API in one process.
+
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use sightline_collector::receiver::{grpc, http};
+use sightline_collector::{IngestMetrics, Pipeline, SpanStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+
+/// Runs Sightline until `shutdown` resolves, then stops accepting requests, indexes and commits
+/// everything acknowledged, and returns.
+///
+/// Once the write-ahead log is replayed and every port accepts requests, prints
+/// `sightline ready: grpc=<addr> http=<addr> query=<addr>` on standard output (tests and scripts
+/// read the bound ports from it when they ask for port 0).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let grpc_listener = bind(config.grpc_listen_addr, "OTLP/gRPC").await?;
+    let http_listener = bind(config.http_listen_addr, "OTLP/HTTP").await?;
+    let query_listener = bind(config.query_listen_addr, "query").await?;
+    let addrs = (
+        grpc_listener.local_addr()?,
+        http_listener.local_addr()?,
+        query_listener.local_addr()?,
+    );
+
+    let registry = prometheus::Registry::new();
+    let metrics = IngestMetrics::new(&registry).context("cannot register metrics")?;
+    let (spans, writer) = SpanStore::open(
+        &config.data_dir.join("spans"),
+        &config.span_store_settings(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the span index in {}",
+            config.data_dir.display()
+        )
+    })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    // The query port comes up first, so that /healthz and /readyz answer during replay.
+    let state = AppState {
+        spans: spans.clone(),
+        ready: ready.clone(),
+        registry,
+    };
+    let query_server = tokio::spawn(
+        axum::serve(query_listener, api::router(state))
+            .with_graceful_shutdown(stopped())
+            .into_future(),
+    );
+
+    let pipeline_settings = config.pipeline_settings();
+    let wal_dir = config.data_dir.join("wal");
+    let pipeline = tokio::task::spawn_blocking(move || {
+        Pipeline::start(spans, writer, &wal_dir, &pipeline_settings, metrics)
+    })
+    .await
+    .context("replay task failed")?
+    .context("cannot start the ingest pipeline")?;
+
+    let ingester = pipeline.ingester();
+    let limits = config.request_limits();
+    let grpc_server = tokio::spawn(grpc::serve(
+        grpc_listener,
+        ingester.clone(),
+        limits,
+        stopped(),
+    ));
+    let http_server = tokio::spawn(
+        axum::serve(http_listener, http::router(ingester, limits))
+            .with_graceful_shutdown(stopped())
+            .into_future(),
+    );
+    ready.store(true, Ordering::Release);
+    info!(grpc = %addrs.0, http = %addrs.1, query = %addrs.2, data_dir = %config.data_dir.display(), "sightline ready");
+    println!(
+        "sightline ready: grpc={} http={} query={}",
+        addrs.0, addrs.1, addrs.2
+    );
+
+    shutdown.await;
+    info!("shutting down: finishing requests in flight");
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    grpc_server.await?.context("OTLP/gRPC server failed")?;
+    http_server.await?.context("OTLP/HTTP server failed")?;
+    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    query_server.await?.context("query server failed")?;
+    info!("sightline stopped");
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("received ctrl-c"),
+        () = terminate => info!("received SIGTERM"),
+    }
+}

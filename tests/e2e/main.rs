@@ -1,0 +1,11 @@
+//! End-to-end tests: each starts the real `sightline` binary on port 0 with its own data
+//! directory and talks to it with real clients (the `opentelemetry-otlp` exporters, a tonic
+//! OTLP client, reqwest).
+
+#![recursion_limit = "256"]
+
+mod durability;
+mod ingest;
+mod otel_sdk;
+mod otlp;
+mod support;

@@ -1,0 +1,206 @@
+//! The `opentelemetry-otlp` Rust exporter, as a service would use it, sending a trace that spans
+//! several services, over gRPC (plain and gzip) and HTTP/protobuf.
+
+use std::time::Duration;
+
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Compression, Protocol, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+
+use crate::support::{get_json, wait_for_trace, Server};
+
+#[derive(Clone, Copy, Debug)]
+enum Exporter {
+    Grpc,
+    GrpcGzip,
+    HttpProtobuf,
+}
+
+/// Where the exporters send: the server's OTLP/gRPC URL and OTLP/HTTP traces URL.
+#[derive(Clone)]
+struct Endpoints {
+    grpc: String,
+    http_traces: String,
+}
+
+fn provider(exporter: Exporter, endpoints: &Endpoints, service: &str) -> SdkTracerProvider {
+    let span_exporter = match exporter {
+        Exporter::Grpc | Exporter::GrpcGzip => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoints.grpc.clone());
+            if matches!(exporter, Exporter::GrpcGzip) {
+                builder = builder.with_compression(Compression::Gzip);
+            }
+            builder.build().expect("tonic exporter")
+        }
+        Exporter::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoints.http_traces.clone())
+            .build()
+            .expect("http exporter"),
+    };
+    SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .with_attribute(KeyValue::new("host.name", "e2e-host"))
+                .build(),
+        )
+        .with_simple_exporter(span_exporter)
+        .build()
+}
+
+/// gateway -> order-service -> payment-service, the payment failing. Returns the trace id.
+fn send_checkout_trace(exporter: Exporter, endpoints: &Endpoints) -> String {
+    let gateway = provider(exporter, endpoints, "gateway");
+    let orders = provider(exporter, endpoints, "order-service");
+    let payments = provider(exporter, endpoints, "payment-service");
+    let trace_id;
+    {
+        let root = gateway
+            .tracer("e2e")
+            .span_builder("POST /api/orders")
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", "POST"),
+                KeyValue::new("http.response.status_code", 502),
+            ])
+            .start(&gateway.tracer("e2e"));
+        trace_id = root.span_context().trace_id().to_string();
+        let root_cx = Context::current_with_span(root);
+        let order = orders
+            .tracer("e2e")
+            .span_builder("create order")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&orders.tracer("e2e"), &root_cx);
+        let order_cx = root_cx.with_span(order);
+        let mut payment = payments
+            .tracer("e2e")
+            .span_builder("charge card")
+            .with_kind(SpanKind::Client)
+            .with_attributes([
+                KeyValue::new("payment.amount", 12.5),
+                KeyValue::new("retry", true),
+            ])
+            .start_with_context(&payments.tracer("e2e"), &order_cx);
+        opentelemetry::trace::Span::set_status(&mut payment, Status::error("payment timed out"));
+        opentelemetry::trace::Span::add_event(
+            &mut payment,
+            "timeout",
+            vec![KeyValue::new("after_ms", 2000)],
+        );
+        opentelemetry::trace::Span::end(&mut payment);
+        order_cx.span().end();
+        root_cx.span().end();
+    }
+    for provider in [&gateway, &orders, &payments] {
+        provider
+            .force_flush()
+            .expect("flush: the export was not acknowledged");
+        provider.shutdown().expect("shutdown");
+    }
+    trace_id
+}
+
+async fn trace_spans_several_services(exporter: Exporter) {
+    let server = Server::start(&[]);
+    // The SDK exports from its own threads; tonic needs the runtime, reqwest-blocking must not
+    // run on it.
+    let handle = tokio::runtime::Handle::current();
+    let endpoints = Endpoints {
+        grpc: server.grpc_url(),
+        http_traces: server.http_url("/v1/traces"),
+    };
+    let trace_id = tokio::task::spawn_blocking(move || {
+        let _guard = handle.enter();
+        send_checkout_trace(exporter, &endpoints)
+    })
+    .await
+    .unwrap();
+
+    // Acknowledged exports are searchable within 2 s.
+    let (trace, elapsed) = wait_for_trace(&server, &trace_id, 3, Duration::from_secs(2)).await;
+    eprintln!("{exporter:?}: trace visible {elapsed:?} after the exporters' flush returned");
+    assert_eq!(trace["traceID"], trace_id);
+    let spans = trace["spans"].as_array().unwrap();
+    let by_name = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["operationName"] == name)
+            .unwrap_or_else(|| panic!("no span {name} in {trace}"))
+    };
+    let root = by_name("POST /api/orders");
+    let order = by_name("create order");
+    let payment = by_name("charge card");
+    assert_eq!(root["references"], serde_json::json!([]));
+    assert_eq!(order["references"][0]["refType"], "CHILD_OF");
+    assert_eq!(order["references"][0]["spanID"], root["spanID"]);
+    assert_eq!(payment["references"][0]["spanID"], order["spanID"]);
+    let process =
+        |span: &serde_json::Value| trace["processes"][span["processID"].as_str().unwrap()].clone();
+    assert_eq!(process(root)["serviceName"], "gateway");
+    assert_eq!(process(order)["serviceName"], "order-service");
+    assert_eq!(process(payment)["serviceName"], "payment-service");
+    assert!(process(payment)["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "host.name" && t["value"] == "e2e-host"));
+    let tags = payment["tags"].as_array().unwrap();
+    let tag = |key: &str| {
+        tags.iter()
+            .find(|t| t["key"] == key)
+            .unwrap_or_else(|| panic!("no tag {key} in {payment}"))
+            .clone()
+    };
+    assert_eq!(tag("error")["value"], true);
+    assert_eq!(tag("otel.status_code")["value"], "ERROR");
+    assert_eq!(tag("otel.status_description")["value"], "payment timed out");
+    assert_eq!(
+        tag("payment.amount"),
+        serde_json::json!({"key": "payment.amount", "type": "float64", "value": 12.5})
+    );
+    assert_eq!(tag("span.kind")["value"], "client");
+    assert_eq!(
+        payment["logs"][0]["fields"][0],
+        serde_json::json!({"key": "event", "type": "string", "value": "timeout"})
+    );
+
+    let (status, services) = get_json(&server.query_url("/api/services")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        services["data"],
+        serde_json::json!(["gateway", "order-service", "payment-service"])
+    );
+    assert_eq!(services["total"], 3);
+    let (_, operations) =
+        get_json(&server.query_url("/api/services/payment-service/operations")).await;
+    assert_eq!(operations["data"], serde_json::json!(["charge card"]));
+    let (_, operations) =
+        get_json(&server.query_url("/api/operations?service=gateway&spanKind=server")).await;
+    assert_eq!(
+        operations["data"],
+        serde_json::json!([{"name": "POST /api/orders", "spanKind": "server"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_grpc_exporter_trace_spans_services() {
+    trace_spans_several_services(Exporter::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_grpc_gzip_exporter_trace_spans_services() {
+    trace_spans_several_services(Exporter::GrpcGzip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_http_protobuf_exporter_trace_spans_services() {
+    trace_spans_several_services(Exporter::HttpProtobuf).await;
+}
