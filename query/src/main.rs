@@ -1,5 +1,7 @@
 //! `sightline`: the all-in-one observability backend. See the README.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use sightline_query::config::ConfigArgs;
 use sightline_query::server;
@@ -20,6 +22,7 @@ fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("SIGHTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = cli.config.resolve()?;
     tokio::runtime::Builder::new_multi_thread()

@@ -440,7 +440,7 @@ async fn malformed_bodies_answer_400_with_a_status_message() {
 async fn oversize_and_decompression_bomb_bodies_are_refused_without_retry() {
     const LIMIT: usize = 1 << 20;
     let server = Server::start(&["--max-request-bytes", &LIMIT.to_string()]);
-    let big = trace_request("big", trace_id(), 8000);
+    let big = trace_request("big", trace_id(), 20_000);
     let encoded = encode(&big);
     assert!(encoded.len() > LIMIT);
 

@@ -110,16 +110,21 @@ fn send_checkout_trace(exporter: Exporter, endpoints: &Endpoints) -> String {
 
 async fn trace_spans_several_services(exporter: Exporter) {
     let server = Server::start(&[]);
-    // The SDK exports from its own threads; tonic needs the runtime, reqwest-blocking must not
-    // run on it.
     let handle = tokio::runtime::Handle::current();
     let endpoints = Endpoints {
         grpc: server.grpc_url(),
         http_traces: server.http_url("/v1/traces"),
     };
+    // The SDK exports from the calling thread. tonic needs the runtime's context; the blocking
+    // reqwest client of the HTTP exporter must run outside of it.
     let trace_id = tokio::task::spawn_blocking(move || {
-        let _guard = handle.enter();
-        send_checkout_trace(exporter, &endpoints)
+        std::thread::spawn(move || {
+            let _guard =
+                matches!(exporter, Exporter::Grpc | Exporter::GrpcGzip).then(|| handle.enter());
+            send_checkout_trace(exporter, &endpoints)
+        })
+        .join()
+        .expect("exporter thread panicked")
     })
     .await
     .unwrap();
