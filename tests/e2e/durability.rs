@@ -7,7 +7,7 @@ use std::time::Duration;
 use sightline_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::otlp::{trace_id, trace_request};
-use crate::support::{get_json, wait_for_trace, Server};
+use crate::support::{get_json, metric, wait_for_trace, Server};
 
 const SPANS_PER_TRACE: usize = 50;
 
@@ -119,4 +119,49 @@ async fn sigterm_commits_before_exit_and_restart_finds_everything() {
         "{}",
         server.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_ahead_log_is_truncated_after_commits() {
+    let server = Server::start(&[
+        "--wal-segment-bytes",
+        "65536",
+        "--commit-interval-millis",
+        "200",
+    ]);
+    let mut client = TraceServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let mut last = trace_id();
+    for _ in 0..60 {
+        last = trace_id();
+        client
+            .export(trace_request("wal", last, 100))
+            .await
+            .unwrap();
+    }
+    wait_for_trace(&server, &hex(&last), 100, Duration::from_secs(2)).await;
+    // Segments are removed by the commit after the one that covers them.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client
+        .export(trace_request("wal", trace_id(), 1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let written = metric(&server, "sightline_wal_written_bytes_total").await;
+    let on_disk: u64 = std::fs::read_dir(server.data_dir().join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    eprintln!("write-ahead log: {written} bytes written, {on_disk} bytes on disk");
+    assert!(
+        written > 10.0 * 65536.0,
+        "too little written to prove anything: {written}"
+    );
+    assert!(
+        (on_disk as f64) < written / 4.0,
+        "{on_disk} of {written} bytes still on disk"
+    );
+    assert_eq!(metric(&server, "sightline_wal_bytes").await, on_disk as f64);
 }

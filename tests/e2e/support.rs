@@ -139,6 +139,10 @@ impl Server {
         restarted
     }
 
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -189,4 +193,17 @@ pub async fn wait_for_trace(
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The value of an unlabelled series in the server's `/metrics`.
+pub async fn metric(server: &Server, name: &str) -> f64 {
+    let text = reqwest::get(server.query_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }

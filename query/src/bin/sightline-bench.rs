@@ -291,9 +291,9 @@ fn make_request(shape: Shape, index: u64, batch: usize) -> ExportTraceServiceReq
             let attributes = match shape {
                 Shape::Small => vec![int_kv("http.status_code", 200), int_kv("retry.count", (n % 3) as i64)],
                 Shape::Rich => vec![
-                    string_kv("http.method", if n % 3 == 0 { "POST" } else { "GET" }),
+                    string_kv("http.method", if n.is_multiple_of(3) { "POST" } else { "GET" }),
                     string_kv("http.route", "/api/orders/{orderId}/items"),
-                    string_kv("http.status_code", if n % 50 == 0 { "500" } else { "200" }),
+                    string_kv("http.status_code", if n.is_multiple_of(50) { "500" } else { "200" }),
                     string_kv("http.url", &format!("http://order-service:8080/api/orders/{}/items", n % 10_000)),
                     string_kv("net.peer.name", "order-service.shop.svc.cluster.local"),
                     string_kv("db.system", "postgresql"),
@@ -307,16 +307,16 @@ fn make_request(shape: Shape, index: u64, batch: usize) -> ExportTraceServiceReq
             Span {
                 trace_id: trace_id.to_vec(),
                 span_id: mix(n ^ 0x5bd1e995).to_be_bytes().to_vec(),
-                parent_span_id: if n % 8 == 0 { vec![] } else { mix((n - n % 8) ^ 0x5bd1e995).to_be_bytes().to_vec() },
+                parent_span_id: if n.is_multiple_of(8) { vec![] } else { mix((n - n % 8) ^ 0x5bd1e995).to_be_bytes().to_vec() },
                 name: match shape {
                     Shape::Small => format!("op-{}", n % 20),
                     Shape::Rich => format!("GET /api/orders/{{orderId}}/items#{}", n % 20),
                 },
-                kind: if n % 8 == 0 { 2 } else { 3 },
+                kind: if n.is_multiple_of(8) { 2 } else { 3 },
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 1_000_000 + (mix(n) % 50_000_000),
                 attributes,
-                status: Some(Status { code: if n % 50 == 0 { 2 } else { 0 }, message: String::new() }),
+                status: Some(Status { code: if n.is_multiple_of(50) { 2 } else { 0 }, message: String::new() }),
                 ..Default::default()
             }
         })
