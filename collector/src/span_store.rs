@@ -11,6 +11,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use prost::encoding::{decode_varint, encode_varint};
 use sightline_proto::span::{service_name, SpanRecordEncoder};
@@ -19,8 +22,8 @@ use tantivy::collector::DocSetCollector;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
 use tantivy::schema::{
-    BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, Value, FAST, INDEXED, STORED,
-    STRING,
+    BytesOptions, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
+    TextFieldIndexing, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{
@@ -44,6 +47,9 @@ pub enum SpanStoreError {
 #[derive(Debug, Clone, Copy)]
 pub struct SpanFields {
     pub trace_id: Field,
+    pub span_id: Field,
+    /// Empty for a root span.
+    pub parent_span_id: Field,
     pub service: Field,
     pub operation: Field,
     /// `service \0 kind \0 operation`, so that the operations of a service are a term range.
@@ -53,6 +59,9 @@ pub struct SpanFields {
     pub status_code: Field,
     pub start_time_unix_nanos: Field,
     pub duration_nanos: Field,
+    /// Span attributes, then the resource attributes the span does not override, as one JSON
+    /// object (dots in keys are paths, so `http.status_code` finds `{"http.status_code": 500}`).
+    pub attributes: Field,
     /// The encoded [`SpanRecord`].
     pub record: Field,
 }
@@ -64,6 +73,8 @@ impl SpanFields {
         let fields = SpanFields {
             trace_id: builder
                 .add_bytes_field("trace_id", BytesOptions::default().set_indexed().set_fast()),
+            span_id: builder.add_bytes_field("span_id", FAST),
+            parent_span_id: builder.add_bytes_field("parent_span_id", FAST),
             service: builder.add_text_field("service", STRING | FAST),
             operation: builder.add_text_field("operation", STRING | FAST),
             service_operation: builder.add_text_field("service_operation", STRING),
@@ -72,15 +83,48 @@ impl SpanFields {
             status_code: builder.add_u64_field("status_code", numeric.clone()),
             start_time_unix_nanos: builder.add_u64_field("start_time_unix_nanos", numeric.clone()),
             duration_nanos: builder.add_u64_field("duration_nanos", INDEXED | FAST),
+            attributes: builder.add_json_field(
+                "attributes",
+                JsonObjectOptions::default()
+                    .set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer("raw")
+                            .set_index_option(IndexRecordOption::Basic),
+                    )
+                    .set_expand_dots_enabled()
+                    // Numeric ranges and `key:*` (exists) on JSON fields need columns.
+                    .set_fast("raw"),
+            ),
             record: builder.add_bytes_field("record", STORED),
         };
         (builder.build(), fields)
     }
 
     /// The document of one span; `record` is its encoded [`SpanRecord`].
-    pub fn document(&self, span: &OtlpSpan, service: &str, record: &[u8]) -> TantivyDocument {
+    pub fn document(
+        &self,
+        span: &OtlpSpan,
+        resource: Option<&Resource>,
+        service: &str,
+        record: &[u8],
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_bytes(self.trace_id, &span.trace_id);
+        doc.add_bytes(self.span_id, &span.span_id);
+        doc.add_bytes(self.parent_span_id, &span.parent_span_id);
+        let mut attributes = attribute_object(&span.attributes);
+        if let Some(resource) = resource {
+            for kv in &resource.attributes {
+                if !span.attributes.iter().any(|own| own.key == kv.key) {
+                    if let Some(value) = attribute_value(kv.value.as_ref(), 0) {
+                        attributes.push((kv.key.clone(), value));
+                    }
+                }
+            }
+        }
+        if !attributes.is_empty() {
+            doc.add_field_value(self.attributes, &OwnedValue::Object(attributes));
+        }
         doc.add_text(self.service, service);
         doc.add_text(self.operation, &span.name);
         doc.add_text(
@@ -172,6 +216,15 @@ impl SpanStore {
 
     pub fn fields(&self) -> &SpanFields {
         &self.fields
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// A searcher over the last commit.
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
     }
 
     /// The last write-ahead-log sequence number whose spans are committed in the index.
@@ -275,6 +328,44 @@ impl SpanStore {
     }
 }
 
+/// Attributes as the entries of a JSON object for the `attributes` field.
+fn attribute_object(attributes: &[KeyValue]) -> Vec<(String, OwnedValue)> {
+    attributes
+        .iter()
+        .filter_map(|kv| Some((kv.key.clone(), attribute_value(kv.value.as_ref(), 0)?)))
+        .collect()
+}
+
+/// Bytes values are not searchable; nesting stops at a few levels.
+fn attribute_value(value: Option<&AnyValue>, depth: usize) -> Option<OwnedValue> {
+    const MAX_DEPTH: usize = 4;
+    Some(match value?.value.as_ref()? {
+        AnyValueKind::StringValue(text) => OwnedValue::Str(text.clone()),
+        AnyValueKind::BoolValue(flag) => OwnedValue::Bool(*flag),
+        AnyValueKind::IntValue(n) => OwnedValue::I64(*n),
+        AnyValueKind::DoubleValue(x) if x.is_finite() => OwnedValue::F64(*x),
+        AnyValueKind::ArrayValue(array) if depth < MAX_DEPTH => OwnedValue::Array(
+            array
+                .values
+                .iter()
+                .filter_map(|value| attribute_value(Some(value), depth + 1))
+                .collect(),
+        ),
+        AnyValueKind::KvlistValue(list) if depth < MAX_DEPTH => OwnedValue::Object(
+            list.values
+                .iter()
+                .filter_map(|kv| {
+                    Some((
+                        kv.key.clone(),
+                        attribute_value(kv.value.as_ref(), depth + 1)?,
+                    ))
+                })
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
 /// The spans of one export request, encoded for the write-ahead log and as index documents.
 pub struct SpanBatch {
     /// The write-ahead-log payload: each record as `[varint length][SpanRecord bytes]`.
@@ -302,7 +393,12 @@ impl SpanBatch {
                     encoder.encode(span, &mut record);
                     encode_varint(record.len() as u64, &mut payload);
                     payload.extend_from_slice(&record);
-                    documents.push(fields.document(span, service, &record));
+                    documents.push(fields.document(
+                        span,
+                        resource_spans.resource.as_ref(),
+                        service,
+                        &record,
+                    ));
                 }
             }
         }
@@ -324,7 +420,12 @@ impl SpanBatch {
                 .ok_or_else(|| SpanStoreError::Corrupt("truncated span record".into()))?;
             let record = SpanRecord::decode(bytes)
                 .map_err(|err| SpanStoreError::Corrupt(err.to_string()))?;
-            documents.push(fields.document(&record.span, record.service_name(), bytes));
+            documents.push(fields.document(
+                &record.span,
+                Some(&record.resource),
+                record.service_name(),
+                bytes,
+            ));
             payload = &payload[len..];
         }
         Ok(documents)

@@ -8,4 +8,5 @@ mod durability;
 mod ingest;
 mod otel_sdk;
 mod otlp;
+mod search;
 mod support;

@@ -1,14 +1,16 @@
 //! Jaeger's v1 query API at Jaeger's own paths, in the exact shapes Jaeger UI and Grafana's
 //! Jaeger data source read (`shared/reference/jaeger-api.md`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sightline_proto::TraceId;
 
+use super::params::{now_nanos, Params};
 use super::{blocking, ApiError, AppState};
+use crate::engine::traces::{search as search_traces, TraceQuery};
 use crate::jaeger::model::{error_envelope, span_kind_name, trace_from_records, Envelope};
 
 pub fn router() -> Router<AppState> {
@@ -19,6 +21,7 @@ pub fn router() -> Router<AppState> {
             get(service_operations),
         )
         .route("/api/operations", get(operations))
+        .route("/api/traces", get(search))
         .route("/api/traces/{trace_id}", get(trace))
 }
 
@@ -119,6 +122,87 @@ async fn trace(
     )))
 }
 
-fn span_kind_from_name(name: &str) -> Option<i32> {
+/// Jaeger's default search window when `start` is absent: the last 2 days.
+const DEFAULT_LOOKBACK_NANOS: u64 = 2 * 24 * 3600 * 1_000_000_000;
+
+/// Jaeger's trace search, as Jaeger UI and Grafana call it: full traces, newest first.
+/// `service` is optional here (Jaeger requires it): searching all services works.
+async fn search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> JaegerResult<Vec<crate::jaeger::model::Trace>> {
+    let params = Params::parse(raw.as_deref());
+    let trace_ids: Vec<TraceId> = params
+        .all("traceID")
+        .map(|id| {
+            id.parse()
+                .map_err(|err| ApiError::bad_request(format!("malformed traceID {id:?}: {err}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if !trace_ids.is_empty() {
+        let spans = state.spans.clone();
+        let traces = blocking(move || {
+            let mut traces = Vec::new();
+            for trace_id in trace_ids {
+                let records = spans.get_trace(trace_id)?;
+                if !records.is_empty() {
+                    traces.push(trace_from_records(trace_id, &records));
+                }
+            }
+            Ok(traces)
+        })
+        .await?;
+        let total = traces.len();
+        return Ok(Json(Envelope::new(traces, total)));
+    }
+
+    let mut attributes = Vec::new();
+    if let Some(tags) = params.get(&["tags"]) {
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(tags)
+            .map_err(|err| ApiError::bad_request(format!("malformed tags {tags:?}: {err}")))?;
+        for (key, value) in map {
+            let value = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            attributes.push((key, value));
+        }
+    }
+    for tag in params.all("tag") {
+        let (key, value) = tag.split_once(':').ok_or_else(|| {
+            ApiError::bad_request(format!("malformed tag {tag:?}: expected key:value"))
+        })?;
+        attributes.push((key.to_owned(), value.to_owned()));
+    }
+    let micros_to_nanos = |micros: Option<u64>| micros.map(|us| us.saturating_mul(1000));
+    let end = micros_to_nanos(params.u64(&["end"])?).unwrap_or_else(now_nanos);
+    let start = micros_to_nanos(params.u64(&["start"])?)
+        .unwrap_or_else(|| end.saturating_sub(DEFAULT_LOOKBACK_NANOS));
+    let query = TraceQuery {
+        service: params.get(&["service"]).map(str::to_owned),
+        operation: params.get(&["operation"]).map(str::to_owned),
+        attributes,
+        min_span_duration_nanos: params.duration_nanos(&["minDuration"])?,
+        max_span_duration_nanos: params.duration_nanos(&["maxDuration"])?,
+        start_unix_nanos: Some(start),
+        end_unix_nanos: Some(end),
+        limit: params
+            .u64(&["limit"])?
+            .map_or(100, |l| (l as usize).clamp(1, 1500)),
+        ..TraceQuery::default()
+    };
+    let spans = state.spans.clone();
+    let page = blocking(move || Ok(search_traces(&spans, &query)?)).await?;
+    let traces: Vec<_> = page
+        .traces
+        .iter()
+        .map(|(summary, records)| trace_from_records(summary.trace_id, records))
+        .collect();
+    let total = traces.len();
+    Ok(Json(Envelope::new(traces, total)))
+}
+
+/// An OTLP span kind from its Jaeger name.
+pub fn span_kind_from_name(name: &str) -> Option<i32> {
     (1..=5).find(|kind| span_kind_name(*kind).eq_ignore_ascii_case(name))
 }

@@ -2,8 +2,10 @@
 //! ([`native`]), and operations endpoints ([`ops`]).
 
 pub mod jaeger;
+pub mod jaeger_v3;
 pub mod native;
 pub mod ops;
+pub mod params;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use axum::Router;
 use sightline_collector::span_store::SpanStoreError;
 use sightline_collector::SpanStore;
 use tracing::error;
+
+use crate::engine::traces::SearchError;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -27,6 +31,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(jaeger::router())
+        .merge(jaeger_v3::router())
         .merge(native::router())
         .merge(ops::router())
         .with_state(state)
@@ -66,6 +71,23 @@ impl From<SpanStoreError> for ApiError {
     fn from(err: SpanStoreError) -> Self {
         error!(error = %err, "span store query failed");
         ApiError::internal()
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(err: SearchError) -> Self {
+        match err {
+            SearchError::InvalidQuery(_) => ApiError::bad_request(err.to_string()),
+            SearchError::Store(err) => err.into(),
+            SearchError::Index(
+                tantivy::TantivyError::InvalidArgument(message)
+                | tantivy::TantivyError::SchemaError(message),
+            ) => ApiError::bad_request(format!("invalid query: {message}")),
+            SearchError::Index(err) => {
+                error!(error = %err, "trace search failed");
+                ApiError::internal()
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The native API under `/api/v1/`, described by the OpenAPI document at `/api/v1/openapi.json`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,7 +10,9 @@ use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use sightline_proto::otlp_json::encode_resource_spans;
 use sightline_proto::{SpanRecord, TraceId};
 
+use super::params::{format_time, Params};
 use super::{blocking, ApiError, AppState};
+use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
 
 /// The OpenAPI 3.1 document of the native API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -18,6 +20,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/{trace_id}", get(trace))
 }
 
@@ -54,8 +57,77 @@ async fn trace(
     Ok(Json(body))
 }
 
+/// The most traces one page may ask for.
+const MAX_LIMIT: usize = 1000;
+
+/// Trace search: summaries of the matching traces, newest first, with a cursor to the next page.
+async fn search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw.as_deref());
+    let mut attributes = Vec::new();
+    for tag in params.all("tag") {
+        let (key, value) = tag
+            .split_once('=')
+            .or_else(|| tag.split_once(':'))
+            .ok_or_else(|| ApiError::bad_request(format!("tag {tag:?}: expected key=value")))?;
+        attributes.push((key.to_owned(), value.to_owned()));
+    }
+    let after = params
+        .get(&["cursor"])
+        .map(|cursor| {
+            TraceKey::from_cursor(cursor)
+                .ok_or_else(|| ApiError::bad_request(format!("malformed cursor {cursor:?}")))
+        })
+        .transpose()?;
+    let query = TraceQuery {
+        service: params.get(&["service"]).map(str::to_owned),
+        operation: params.get(&["operation"]).map(str::to_owned),
+        attributes,
+        query: params.get(&["query", "q"]).map(str::to_owned),
+        min_span_duration_nanos: params.duration_nanos(&["minDuration"])?,
+        max_span_duration_nanos: params.duration_nanos(&["maxDuration"])?,
+        min_trace_duration_nanos: params.duration_nanos(&["minTraceDuration"])?,
+        max_trace_duration_nanos: params.duration_nanos(&["maxTraceDuration"])?,
+        errors_only: params.bool(&["error", "errors"])?,
+        start_unix_nanos: params.time_nanos(&["start"])?,
+        end_unix_nanos: params.time_nanos(&["end"])?,
+        limit: params
+            .u64(&["limit"])?
+            .map_or(20, |l| (l as usize).clamp(1, MAX_LIMIT)),
+        after,
+    };
+    let spans = state.spans.clone();
+    let page = blocking(move || Ok(search_traces(&spans, &query)?)).await?;
+    Ok(Json(json!({
+        "traces": page.traces.iter().map(|(summary, _)| summary_json(summary)).collect::<Vec<_>>(),
+        "nextCursor": page.next.map(TraceKey::to_cursor),
+        "warnings": page.warnings,
+    })))
+}
+
+/// A trace summary in the native API (the field names of Jaeger's api_v3 trace summaries).
+pub fn summary_json(summary: &TraceSummary) -> serde_json::Value {
+    json!({
+        "traceId": summary.trace_id.to_string(),
+        "rootServiceName": summary.root_service,
+        "rootOperationName": summary.root_operation,
+        "startTime": format_time(summary.start_unix_nanos),
+        "minStartTimeUnixNano": summary.start_unix_nanos.to_string(),
+        "maxEndTimeUnixNano": summary.end_unix_nanos.to_string(),
+        "durationNanos": summary.duration_nanos(),
+        "spanCount": summary.span_count,
+        "errorSpanCount": summary.error_count,
+        "orphanSpanCount": summary.orphan_count,
+        "services": summary.services.iter().map(|(name, spans, errors)| json!({
+            "name": name, "spanCount": spans, "errorSpanCount": errors,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Groups records into `ResourceSpans`, keeping each group in the order of its first span.
-fn group_by_resource_and_scope(records: Vec<SpanRecord>) -> Vec<ResourceSpans> {
+pub fn group_by_resource_and_scope(records: Vec<SpanRecord>) -> Vec<ResourceSpans> {
     let mut groups: Vec<ResourceSpans> = Vec::new();
     for record in records {
         let resource = Some(record.resource);

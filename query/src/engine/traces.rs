@@ -1,0 +1,438 @@
+//! Trace search: find the traces whose spans match a query, newest first, and summarise them.
+//!
+//! Span-level conditions (service, operation, attributes, span duration, error status, time
+//! window) become one tantivy query over the span index. Matching spans are read newest first
+//! (by start time, from the fast field), and each trace is keyed by its newest matching span:
+//! `(start, trace id)`, descending. That key does not depend on the page, so a cursor holding the
+//! last key of a page gives stable, deterministic pagination while ingest goes on. Trace-level
+//! conditions (trace duration) are checked on each candidate's summary, computed from all of its
+//! spans.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use sightline_collector::span_store::SpanStoreError;
+use sightline_collector::SpanStore;
+use sightline_proto::{SpanRecord, TraceId};
+use tantivy::collector::TopDocs;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Order, Term};
+
+/// Candidate traces examined for one page at most; a page that needs more (a trace-level filter
+/// that almost nothing passes) ends early with a warning.
+const MAX_CANDIDATES: usize = 2_000;
+
+/// What to look for. Every condition is optional; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// `key = value` attribute conditions on one span (span or resource attributes); a value
+    /// that reads as a number or boolean matches those types too, as Jaeger's tags do.
+    pub attributes: Vec<(String, String)>,
+    /// A query in tantivy's syntax over span and resource attributes, e.g.
+    /// `http.status_code:[500 TO 599] AND NOT db.system:redis`.
+    pub query: Option<String>,
+    pub min_span_duration_nanos: Option<u64>,
+    pub max_span_duration_nanos: Option<u64>,
+    pub min_trace_duration_nanos: Option<u64>,
+    pub max_trace_duration_nanos: Option<u64>,
+    /// Only spans with an ERROR status match.
+    pub errors_only: bool,
+    /// Span start time window, inclusive.
+    pub start_unix_nanos: Option<u64>,
+    pub end_unix_nanos: Option<u64>,
+    pub limit: usize,
+    /// Continue after this key (the last key of the previous page).
+    pub after: Option<TraceKey>,
+}
+
+/// The sort key of a trace in a search: its newest matching span's start, then its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TraceKey {
+    pub start_unix_nanos: u64,
+    pub trace_id: TraceId,
+}
+
+impl TraceKey {
+    /// An opaque cursor string: `<start>-<trace id>`.
+    pub fn to_cursor(self) -> String {
+        format!("{}-{}", self.start_unix_nanos, self.trace_id)
+    }
+
+    pub fn from_cursor(cursor: &str) -> Option<TraceKey> {
+        let (start, trace_id) = cursor.split_once('-')?;
+        Some(TraceKey {
+            start_unix_nanos: start.parse().ok()?,
+            trace_id: trace_id.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error(transparent)]
+    Store(#[from] SpanStoreError),
+    #[error(transparent)]
+    Index(#[from] tantivy::TantivyError),
+}
+
+/// One trace in a search answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: TraceId,
+    pub key: TraceKey,
+    /// Root span's service and operation; `None` when the root has not arrived.
+    pub root_service: Option<String>,
+    pub root_operation: Option<String>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub span_count: usize,
+    pub error_count: usize,
+    /// Spans whose parent is not in the trace.
+    pub orphan_count: usize,
+    /// Per service: name, span count, error count; sorted by name.
+    pub services: Vec<(String, usize, usize)>,
+}
+
+impl TraceSummary {
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
+    }
+
+    /// Summarises the (deduplicated) spans of one trace.
+    pub fn from_records(key: TraceKey, records: &[SpanRecord]) -> TraceSummary {
+        let span_ids: HashSet<&[u8]> = records.iter().map(|r| r.span.span_id.as_slice()).collect();
+        let root = records
+            .iter()
+            .filter(|r| r.span.parent_span_id.is_empty())
+            .min_by_key(|r| r.span.start_time_unix_nano);
+        let mut services: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut error_count = 0;
+        let mut orphan_count = 0;
+        for record in records {
+            let is_error = record.span.status.as_ref().is_some_and(|s| s.code == 2);
+            error_count += usize::from(is_error);
+            let parent = record.span.parent_span_id.as_slice();
+            orphan_count += usize::from(!parent.is_empty() && !span_ids.contains(parent));
+            let entry = services.entry(record.service_name()).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(is_error);
+        }
+        TraceSummary {
+            trace_id: key.trace_id,
+            key,
+            root_service: root.map(|r| r.service_name().to_owned()),
+            root_operation: root.map(|r| r.span.name.clone()),
+            start_unix_nanos: records
+                .iter()
+                .map(|r| r.span.start_time_unix_nano)
+                .min()
+                .unwrap_or(0),
+            end_unix_nanos: records
+                .iter()
+                .map(|r| r.span.end_time_unix_nano)
+                .max()
+                .unwrap_or(0),
+            span_count: records.len(),
+            error_count,
+            orphan_count,
+            services: services
+                .into_iter()
+                .map(|(name, (spans, errors))| (name.to_owned(), spans, errors))
+                .collect(),
+        }
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Default)]
+pub struct SearchPage {
+    /// The traces with their spans, newest first.
+    pub traces: Vec<(TraceSummary, Vec<SpanRecord>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<TraceKey>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs a trace search. Blocking.
+pub fn search(store: &SpanStore, query: &TraceQuery) -> Result<SearchPage, SearchError> {
+    let span_query = span_query(store, query)?;
+    let searcher = store.searcher();
+    let limit = query.limit.max(1);
+    let mut page = SearchPage::default();
+    let mut seen: HashSet<TraceId> = HashSet::new();
+    let mut fetch = (limit * 16).max(256);
+    let mut offset = 0;
+    let mut examined = 0;
+    'pages: loop {
+        let hits = searcher.search(
+            &span_query,
+            &TopDocs::with_limit(fetch)
+                .and_offset(offset)
+                .order_by_fast_field::<u64>("start_time_unix_nanos", Order::Desc),
+        )?;
+        let exhausted = hits.len() < fetch;
+        for (start, address) in hits {
+            let segment = searcher.segment_reader(address.segment_ord);
+            let Some(column) = segment.fast_fields().bytes("trace_id")? else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            let Some(ord) = column.term_ords(address.doc_id).next() else {
+                continue;
+            };
+            column
+                .ord_to_bytes(ord, &mut bytes)
+                .map_err(tantivy::TantivyError::from)?;
+            let Ok(trace_id) = TraceId::try_from(bytes.as_slice()) else {
+                continue;
+            };
+            if !seen.insert(trace_id) {
+                continue;
+            }
+            let key = TraceKey {
+                start_unix_nanos: start.unwrap_or(0),
+                trace_id,
+            };
+            if query.after.is_some_and(|after| key >= after) {
+                continue;
+            }
+            if page.traces.len() == limit {
+                page.next = page.traces.last().map(|(summary, _)| summary.key);
+                break 'pages;
+            }
+            examined += 1;
+            if examined > MAX_CANDIDATES {
+                page.next = page
+                    .traces
+                    .last()
+                    .map(|(summary, _)| summary.key)
+                    .or(Some(key));
+                page.warnings.push(format!(
+                    "stopped after examining {MAX_CANDIDATES} traces; narrow the search or ask for the next page"
+                ));
+                break 'pages;
+            }
+            let records = store.get_trace(trace_id)?;
+            let summary = TraceSummary::from_records(key, &records);
+            let duration = summary.duration_nanos();
+            if query
+                .min_trace_duration_nanos
+                .is_some_and(|min| duration < min)
+                || query
+                    .max_trace_duration_nanos
+                    .is_some_and(|max| duration > max)
+            {
+                continue;
+            }
+            page.traces.push((summary, records));
+        }
+        if exhausted {
+            break;
+        }
+        offset += fetch;
+        fetch *= 2;
+    }
+    Ok(page)
+}
+
+/// The span-level part of a search as one tantivy query.
+fn span_query(store: &SpanStore, query: &TraceQuery) -> Result<Box<dyn Query>, SearchError> {
+    let fields = store.fields();
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let term_query =
+        |term: Term| -> Box<dyn Query> { Box::new(TermQuery::new(term, IndexRecordOption::Basic)) };
+    if let Some(service) = query.service.as_deref().filter(|s| !s.is_empty()) {
+        clauses.push((
+            Occur::Must,
+            term_query(Term::from_field_text(fields.service, service)),
+        ));
+    }
+    if let Some(operation) = query.operation.as_deref().filter(|s| !s.is_empty()) {
+        clauses.push((
+            Occur::Must,
+            term_query(Term::from_field_text(fields.operation, operation)),
+        ));
+    }
+    for (key, value) in &query.attributes {
+        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let path = |append: &dyn Fn(&mut Term)| {
+            let mut term = Term::from_field_json_path(fields.attributes, key, true);
+            append(&mut term);
+            term
+        };
+        alternatives.push((
+            Occur::Should,
+            term_query(path(&|t| t.append_type_and_str(value))),
+        ));
+        if let Ok(n) = value.parse::<i64>() {
+            alternatives.push((
+                Occur::Should,
+                term_query(path(&|t| t.append_type_and_fast_value(n))),
+            ));
+            if n >= 0 {
+                alternatives.push((
+                    Occur::Should,
+                    term_query(path(&|t| t.append_type_and_fast_value(n as u64))),
+                ));
+            }
+        }
+        if let Ok(x) = value.parse::<f64>() {
+            alternatives.push((
+                Occur::Should,
+                term_query(path(&|t| t.append_type_and_fast_value(x))),
+            ));
+        }
+        if let Ok(flag) = value.parse::<bool>() {
+            alternatives.push((
+                Occur::Should,
+                term_query(path(&|t| t.append_type_and_fast_value(flag))),
+            ));
+        }
+        clauses.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
+    }
+    if let Some(text) = query.query.as_deref().filter(|q| !q.trim().is_empty()) {
+        let mut parser = QueryParser::for_index(store.index(), vec![fields.attributes]);
+        parser.set_conjunction_by_default();
+        parser.allow_regexes();
+        clauses.push((Occur::Must, parse_user_query(&parser, text)?));
+    }
+    let range = |field, min: Option<u64>, max: Option<u64>| -> Option<Box<dyn Query>> {
+        if min.is_none() && max.is_none() {
+            return None;
+        }
+        let bound = |value: Option<u64>| {
+            value.map_or(Bound::Unbounded, |v| {
+                Bound::Included(Term::from_field_u64(field, v))
+            })
+        };
+        Some(Box::new(RangeQuery::new(bound(min), bound(max))))
+    };
+    if let Some(q) = range(
+        fields.duration_nanos,
+        query.min_span_duration_nanos,
+        query.max_span_duration_nanos,
+    ) {
+        clauses.push((Occur::Must, q));
+    }
+    if let Some(q) = range(
+        fields.start_time_unix_nanos,
+        query.start_unix_nanos,
+        query.end_unix_nanos,
+    ) {
+        clauses.push((Occur::Must, q));
+    }
+    if query.errors_only {
+        clauses.push((
+            Occur::Must,
+            term_query(Term::from_field_u64(fields.status_code, 2)),
+        ));
+    }
+    if clauses.is_empty() {
+        return Ok(Box::new(AllQuery));
+    }
+    Ok(Box::new(BooleanQuery::new(clauses)))
+}
+
+/// Fields of the span index that a query may name directly; every other `name:` is an attribute.
+const DIRECT_FIELDS: &[&str] = &[
+    "service",
+    "operation",
+    "kind",
+    "status_code",
+    "duration_nanos",
+];
+
+/// Parses a user query and adapts it to the span index: `http.status_code:500` means the
+/// attribute (`attributes.http.status_code`), and `a AND NOT b` means "a, without b" (tantivy
+/// alone reads it as "a, and a clause that matches nothing"), as users of Lucene-style syntax
+/// expect.
+fn parse_user_query(parser: &QueryParser, text: &str) -> Result<Box<dyn Query>, SearchError> {
+    let ast = tantivy::query_grammar::parse_query(text)
+        .map_err(|_| SearchError::InvalidQuery(format!("cannot parse {text:?}")))?;
+    let mut ast = adapt(ast);
+    // A query of exclusions only keeps everything else.
+    if let UserInputAst::Clause(clauses) = &mut ast {
+        if !clauses.is_empty()
+            && clauses
+                .iter()
+                .all(|(occur, _)| *occur == Some(Occur::MustNot))
+        {
+            clauses.push((
+                Some(Occur::Must),
+                UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+            ));
+        }
+    }
+    parser
+        .build_query_from_user_input_ast(ast)
+        .map_err(|err| SearchError::InvalidQuery(err.to_string()))
+}
+
+fn adapt(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(clauses) => UserInputAst::Clause(
+            clauses
+                .into_iter()
+                .map(|(occur, child)| match adapt(child) {
+                    // `AND NOT x` arrives as a required clause holding only `-x`.
+                    UserInputAst::Clause(mut inner)
+                        if occur != Some(Occur::MustNot)
+                            && occur != Some(Occur::Should)
+                            && inner.len() == 1
+                            && inner[0].0 == Some(Occur::MustNot) =>
+                    {
+                        let (_, negated) = inner.pop().expect("one clause");
+                        (Some(Occur::MustNot), negated)
+                    }
+                    child => (occur, child),
+                })
+                .collect(),
+        ),
+        UserInputAst::Boost(inner, boost) => UserInputAst::Boost(Box::new(adapt(*inner)), boost),
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(qualify(*leaf))),
+    }
+}
+
+fn attribute_field(field: String) -> String {
+    if DIRECT_FIELDS.contains(&field.as_str()) || field.starts_with("attributes.") {
+        field
+    } else {
+        format!("attributes.{field}")
+    }
+}
+
+fn qualify(leaf: UserInputLeaf) -> UserInputLeaf {
+    match leaf {
+        UserInputLeaf::Literal(mut literal) => {
+            literal.field_name = literal.field_name.map(attribute_field);
+            UserInputLeaf::Literal(literal)
+        }
+        UserInputLeaf::Range {
+            field,
+            lower,
+            upper,
+        } => UserInputLeaf::Range {
+            field: field.map(attribute_field),
+            lower,
+            upper,
+        },
+        UserInputLeaf::Set { field, elements } => UserInputLeaf::Set {
+            field: field.map(attribute_field),
+            elements,
+        },
+        UserInputLeaf::Exists { field } => UserInputLeaf::Exists {
+            field: attribute_field(field),
+        },
+        UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex {
+            field: field.map(attribute_field),
+            pattern,
+        },
+        other => other,
+    }
+}
