@@ -52,7 +52,7 @@ pub struct PipelineSettings {
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
-            ingest_queue_bytes: 64 << 20,
+            ingest_queue_bytes: 16 << 20,
             commit_interval: Duration::from_millis(1000),
             wal_segment_bytes: 64 << 20,
         }

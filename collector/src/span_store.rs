@@ -162,7 +162,7 @@ pub struct SpanStoreSettings {
 impl Default for SpanStoreSettings {
     fn default() -> Self {
         Self {
-            writer_memory_bytes: 128 << 20,
+            writer_memory_bytes: 64 << 20,
             writer_threads: 2,
         }
     }
