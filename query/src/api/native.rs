@@ -172,6 +172,13 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         for path in [
             "/api/v1/traces/{traceId}",
+            "/api/v1/traces",
+            "/api/traces",
+            "/api/v3/services",
+            "/api/v3/operations",
+            "/api/v3/traces",
+            "/api/v3/traces/{traceId}",
+            "/api/v3/trace-summaries",
             "/api/services",
             "/api/services/{service}/operations",
             "/api/operations",
