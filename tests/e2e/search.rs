@@ -356,3 +356,77 @@ async fn jaeger_v1_and_v3_search() {
         "create order"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_path_and_error_path_of_the_failing_checkout() {
+    let shop = shop().await;
+    let (status, body) = get_json(
+        &shop
+            .server
+            .query_url(&format!("/api/v1/traces/{}/analysis", shop.checkout)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Worked by hand from the spans in `shop()` (times in ms after t0).
+    let path: Vec<(String, u64, u64)> = body["criticalPath"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let at = |key: &str| (s[key].as_str().unwrap().parse::<u64>().unwrap() - shop.t0) / MS;
+            (
+                s["operation"].as_str().unwrap().to_owned(),
+                at("startUnixNano"),
+                at("endUnixNano"),
+            )
+        })
+        .collect();
+    let expected = [
+        ("POST /api/orders", 0, 10),
+        ("create order", 10, 20),
+        ("INSERT orders", 20, 35),
+        ("create order", 35, 40),
+        ("charge card", 40, 2040),
+        ("create order", 2040, 2260),
+        ("POST /api/orders", 2260, 2300),
+    ];
+    assert_eq!(
+        path,
+        expected.map(|(op, start, end)| (op.to_owned(), start, end))
+    );
+    let errors: Vec<(&str, bool)> = body["errorPath"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["operation"].as_str().unwrap(),
+                s["error"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ("charge card", true),
+            ("create order", false),
+            ("POST /api/orders", true)
+        ]
+    );
+    assert_eq!(
+        body["services"],
+        json!([
+            {"name": "gateway", "spanCount": 1, "errorCount": 1, "selfTimeNanos": 50 * MS, "criticalPathNanos": 50 * MS},
+            {"name": "order-service", "spanCount": 2, "errorCount": 0, "selfTimeNanos": 250 * MS, "criticalPathNanos": 250 * MS},
+            {"name": "payment-service", "spanCount": 1, "errorCount": 1, "selfTimeNanos": 2000 * MS, "criticalPathNanos": 2000 * MS}
+        ])
+    );
+    assert_eq!(body["warnings"], json!([]));
+    let (status, _) = get_json(
+        &shop
+            .server
+            .query_url("/api/v1/traces/0123456789abcdef0123456789abcdef/analysis"),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

@@ -12,6 +12,7 @@ use sightline_proto::{SpanRecord, TraceId};
 
 use super::params::{format_time, Params};
 use super::{blocking, ApiError, AppState};
+use crate::engine::analysis::TraceAnalysis;
 use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
 
 /// The OpenAPI 3.1 document of the native API.
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/{trace_id}", get(trace))
+        .route("/api/v1/traces/{trace_id}/analysis", get(analysis))
 }
 
 impl IntoResponse for ApiError {
@@ -55,6 +57,111 @@ async fn trace(
         object.insert("spanCount".into(), json!(span_count));
     }
     Ok(Json(body))
+}
+
+/// The analyses of one trace: critical path, self time per span, error path, time per service
+/// and clock-skew warnings (with adjusted starts beside the raw times).
+async fn analysis(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let trace_id: TraceId = trace_id
+        .parse()
+        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
+    if records.is_empty() {
+        return Err(ApiError::not_found(format!("trace {trace_id} not found")));
+    }
+    let analysis = TraceAnalysis::of(&records);
+    let span_ref = |i: usize| {
+        let span = &analysis.spans[i];
+        json!({
+            "spanId": hex::encode(&span.span_id),
+            "service": span.service,
+            "operation": span.operation,
+        })
+    };
+    let critical_path: Vec<_> = analysis
+        .critical_path
+        .iter()
+        .map(|segment| {
+            let mut item = span_ref(segment.span);
+            item["startUnixNano"] = json!(segment.start.to_string());
+            item["endUnixNano"] = json!(segment.end.to_string());
+            item["durationNanos"] = json!(segment.end - segment.start);
+            item
+        })
+        .collect();
+    let skew_by_span: std::collections::HashMap<usize, u64> = analysis
+        .skew
+        .iter()
+        .map(|finding| (finding.span, finding.adjusted_start))
+        .collect();
+    let spans: Vec<_> = analysis
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            let mut item = span_ref(i);
+            item["parentSpanId"] =
+                json!(span.parent.map(|p| hex::encode(&analysis.spans[p].span_id)));
+            item["depth"] = json!(span.depth);
+            item["error"] = json!(span.error);
+            item["startUnixNano"] = json!(span.start.to_string());
+            item["endUnixNano"] = json!(span.end.to_string());
+            item["selfTimeNanos"] = json!(analysis.self_time_nanos[i]);
+            item["criticalPathNanos"] = json!(analysis.critical_path_nanos[i]);
+            if let Some(adjusted) = skew_by_span.get(&i) {
+                item["adjustedStartUnixNano"] = json!(adjusted.to_string());
+            }
+            item
+        })
+        .collect();
+    let error_path: Vec<_> = analysis
+        .error_path
+        .iter()
+        .map(|&i| {
+            let mut item = span_ref(i);
+            item["error"] = json!(analysis.spans[i].error);
+            item
+        })
+        .collect();
+    let warnings: Vec<_> = analysis
+        .skew
+        .iter()
+        .map(|finding| {
+            let span = &analysis.spans[finding.span];
+            let parent = &analysis.spans[finding.parent];
+            json!({
+                "type": "clock_skew",
+                "spanId": hex::encode(&span.span_id),
+                "parentSpanId": hex::encode(&parent.span_id),
+                "startsBeforeParentNanos": finding.starts_before_nanos,
+                "endsAfterParentNanos": finding.ends_after_nanos,
+                "adjustedStartUnixNano": finding.adjusted_start.to_string(),
+                "message": format!(
+                    "span {} ({}) lies outside its parent {} ({}): starts {} ns before it, ends {} ns after it; probably clock skew between hosts",
+                    hex::encode(&span.span_id), span.service, hex::encode(&parent.span_id), parent.service,
+                    finding.starts_before_nanos, finding.ends_after_nanos
+                ),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "traceId": trace_id.to_string(),
+        "rootSpanId": analysis.root.map(|r| hex::encode(&analysis.spans[r].span_id)),
+        "criticalPath": critical_path,
+        "errorPath": error_path,
+        "services": analysis.services.iter().map(|s| json!({
+            "name": s.name,
+            "spanCount": s.span_count,
+            "errorCount": s.error_count,
+            "selfTimeNanos": s.self_time_nanos,
+            "criticalPathNanos": s.critical_path_nanos,
+        })).collect::<Vec<_>>(),
+        "spans": spans,
+        "warnings": warnings,
+    })))
 }
 
 /// The most traces one page may ask for.
@@ -173,6 +280,7 @@ mod tests {
         for path in [
             "/api/v1/traces/{traceId}",
             "/api/v1/traces",
+            "/api/v1/traces/{traceId}/analysis",
             "/api/traces",
             "/api/v3/services",
             "/api/v3/operations",
