@@ -430,3 +430,71 @@ async fn critical_path_and_error_path_of_the_failing_checkout() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_graph_with_databases_and_unpaired_spans() {
+    let shop = shop().await;
+    let window = format!(
+        "start={}&end={}",
+        shop.t0 - 1000 * MS,
+        shop.t0 + 20_000 * MS
+    );
+    let (status, graph) = get_json(
+        &shop
+            .server
+            .query_url(&format!("/api/v1/dependencies?{window}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{graph}");
+    assert_eq!(
+        graph["edges"],
+        json!([
+            {"parent": "gateway", "child": "order-service", "callCount": 1, "errorCount": 0,
+             "p50Nanos": 2250 * MS, "p95Nanos": 2250 * MS, "p99Nanos": 2250 * MS},
+            {"parent": "gateway", "child": "user-service", "callCount": 1, "errorCount": 0,
+             "p50Nanos": 8 * MS, "p95Nanos": 8 * MS, "p99Nanos": 8 * MS},
+            {"parent": "order-service", "child": "payment-service", "callCount": 1, "errorCount": 1,
+             "p50Nanos": 2000 * MS, "p95Nanos": 2000 * MS, "p99Nanos": 2000 * MS},
+            {"parent": "order-service", "child": "postgresql", "callCount": 1, "errorCount": 0,
+             "p50Nanos": 15 * MS, "p95Nanos": 15 * MS, "p99Nanos": 15 * MS}
+        ])
+    );
+    assert_eq!(
+        graph["nodes"],
+        json!([
+            {"name": "gateway", "kind": "service", "callCount": 0, "errorCount": 0},
+            {"name": "order-service", "kind": "service", "callCount": 1, "errorCount": 0},
+            {"name": "payment-service", "kind": "service", "callCount": 1, "errorCount": 1},
+            {"name": "postgresql", "kind": "database", "callCount": 1, "errorCount": 0},
+            {"name": "user-service", "kind": "service", "callCount": 1, "errorCount": 0}
+        ])
+    );
+    // Never mysteriously empty: the orphan of the third trace and the user lookup (a client
+    // span with no callee and no peer attribute) are counted and explained.
+    assert_eq!(graph["unpaired"], json!({"children": 1, "clients": 1}));
+    assert_eq!(graph["warnings"].as_array().unwrap().len(), 2);
+    assert_eq!(graph["spansScanned"], 7);
+
+    let (_, only_payment) = get_json(&shop.server.query_url(&format!(
+        "/api/v1/dependencies?{window}&service=payment-service"
+    )))
+    .await;
+    assert_eq!(only_payment["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(only_payment["nodes"].as_array().unwrap().len(), 2);
+
+    // Jaeger's shape, with endTs and lookback in milliseconds.
+    let end_ms = (shop.t0 + 20_000 * MS) / MS;
+    let (status, jaeger) = get_json(&shop.server.query_url(&format!(
+        "/api/dependencies?endTs={end_ms}&lookback=3600000"
+    )))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        jaeger["data"][2],
+        json!({"parent": "order-service", "child": "payment-service", "callCount": 1})
+    );
+    assert_eq!(jaeger["total"], 4);
+    // An empty range is empty, not an error.
+    let (_, empty) = get_json(&shop.server.query_url("/api/v1/dependencies?start=1&end=2")).await;
+    assert_eq!(empty["edges"], json!([]));
+}

@@ -8,8 +8,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sightline_proto::TraceId;
 
+use super::native::DEFAULT_DEPENDENCY_WINDOW_NANOS;
 use super::params::{now_nanos, Params};
 use super::{blocking, ApiError, AppState};
+use crate::engine::dependencies::{dependency_graph, DependencyQuery};
 use crate::engine::traces::{search as search_traces, TraceQuery};
 use crate::jaeger::model::{error_envelope, span_kind_name, trace_from_records, Envelope};
 
@@ -22,6 +24,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/operations", get(operations))
         .route("/api/traces", get(search))
+        .route("/api/dependencies", get(dependencies))
         .route("/api/traces/{trace_id}", get(trace))
 }
 
@@ -120,6 +123,52 @@ async fn trace(
         vec![trace_from_records(trace_id, &records)],
         1,
     )))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DependencyLink {
+    parent: String,
+    child: String,
+    call_count: u64,
+}
+
+/// Jaeger's dependencies: `endTs` and `lookback` in milliseconds (default: now, 24 h).
+async fn dependencies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> JaegerResult<Vec<DependencyLink>> {
+    let params = Params::parse(raw.as_deref());
+    let millis = 1_000_000u64;
+    let end = params
+        .u64(&["endTs"])?
+        .map_or_else(now_nanos, |ms| ms.saturating_mul(millis));
+    let lookback = params
+        .u64(&["lookback"])?
+        .map_or(DEFAULT_DEPENDENCY_WINDOW_NANOS, |ms| {
+            ms.saturating_mul(millis)
+        });
+    let query = DependencyQuery {
+        start_unix_nanos: end.saturating_sub(lookback),
+        end_unix_nanos: end,
+        service: None,
+    };
+    let graph = blocking(move || {
+        dependency_graph(&state.spans, &query)
+            .map_err(|err| crate::engine::traces::SearchError::Index(err).into())
+    })
+    .await?;
+    let links: Vec<DependencyLink> = graph
+        .edges
+        .into_iter()
+        .map(|edge| DependencyLink {
+            parent: edge.parent,
+            child: edge.child,
+            call_count: edge.call_count,
+        })
+        .collect();
+    let total = links.len();
+    Ok(Json(Envelope::new(links, total)))
 }
 
 /// Jaeger's default search window when `start` is absent: the last 2 days.

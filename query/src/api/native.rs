@@ -13,6 +13,7 @@ use sightline_proto::{SpanRecord, TraceId};
 use super::params::{format_time, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::analysis::TraceAnalysis;
+use crate::engine::dependencies::{dependency_graph, DependencyQuery};
 use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
 
 /// The OpenAPI 3.1 document of the native API.
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(analysis))
+        .route("/api/v1/dependencies", get(dependencies))
 }
 
 impl IntoResponse for ApiError {
@@ -164,6 +166,71 @@ async fn analysis(
     })))
 }
 
+/// The default window of the dependency graph: the last 24 hours.
+pub const DEFAULT_DEPENDENCY_WINDOW_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// The service dependency graph of a time range: nodes (services, databases, brokers, external
+/// peers) and edges with call and error counts and latency quantiles, plus the spans that could
+/// not be paired.
+async fn dependencies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw.as_deref());
+    let end = params
+        .time_nanos(&["end"])?
+        .unwrap_or_else(super::params::now_nanos);
+    let start = params
+        .time_nanos(&["start"])?
+        .unwrap_or_else(|| end.saturating_sub(DEFAULT_DEPENDENCY_WINDOW_NANOS));
+    let query = DependencyQuery {
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        service: params.get(&["service"]).map(str::to_owned),
+    };
+    let spans = state.spans.clone();
+    let graph = blocking(move || {
+        dependency_graph(&spans, &query)
+            .map_err(|err| crate::engine::traces::SearchError::Index(err).into())
+    })
+    .await?;
+    let mut warnings = Vec::new();
+    if graph.unpaired_children > 0 {
+        warnings.push(format!(
+            "{} spans have a parent outside the range or never received: their calls are not in the graph",
+            graph.unpaired_children
+        ));
+    }
+    if graph.unpaired_clients > 0 {
+        warnings.push(format!(
+            "{} client/producer spans have no callee span and no peer attribute (db.system, messaging.system, peer.service, server.address, net.peer.name)",
+            graph.unpaired_clients
+        ));
+    }
+    Ok(Json(json!({
+        "start": format_time(start),
+        "end": format_time(end),
+        "nodes": graph.nodes.iter().map(|node| json!({
+            "name": node.name,
+            "kind": node.kind.name(),
+            "callCount": node.call_count,
+            "errorCount": node.error_count,
+        })).collect::<Vec<_>>(),
+        "edges": graph.edges.iter().map(|edge| json!({
+            "parent": edge.parent,
+            "child": edge.child,
+            "callCount": edge.call_count,
+            "errorCount": edge.error_count,
+            "p50Nanos": edge.p50_nanos,
+            "p95Nanos": edge.p95_nanos,
+            "p99Nanos": edge.p99_nanos,
+        })).collect::<Vec<_>>(),
+        "spansScanned": graph.spans_scanned,
+        "unpaired": {"children": graph.unpaired_children, "clients": graph.unpaired_clients},
+        "warnings": warnings,
+    })))
+}
+
 /// The most traces one page may ask for.
 const MAX_LIMIT: usize = 1000;
 
@@ -281,6 +348,8 @@ mod tests {
             "/api/v1/traces/{traceId}",
             "/api/v1/traces",
             "/api/v1/traces/{traceId}/analysis",
+            "/api/v1/dependencies",
+            "/api/dependencies",
             "/api/traces",
             "/api/v3/services",
             "/api/v3/operations",
