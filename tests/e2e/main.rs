@@ -6,6 +6,7 @@
 
 mod durability;
 mod ingest;
+mod large;
 mod otel_sdk;
 mod otlp;
 mod search;

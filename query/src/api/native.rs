@@ -13,7 +13,9 @@ use sightline_proto::{SpanRecord, TraceId};
 use super::params::{format_time, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::analysis::TraceAnalysis;
+use crate::engine::compare::compare;
 use crate::engine::dependencies::{dependency_graph, DependencyQuery};
+use crate::engine::partial::{select, TraceSelection};
 use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
 
 /// The OpenAPI 3.1 document of the native API.
@@ -23,6 +25,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/traces", get(search))
+        .route("/api/v1/traces/compare", get(compare_traces))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(analysis))
         .route("/api/v1/dependencies", get(dependencies))
@@ -44,21 +47,120 @@ async fn openapi() -> impl IntoResponse {
 async fn trace(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let trace_id: TraceId = trace_id
-        .parse()
-        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let trace_id = parse_trace_id(&trace_id)?;
+    let params = Params::parse(raw.as_deref());
+    let span_id = |text: &str| {
+        hex::decode(text)
+            .ok()
+            .filter(|bytes| bytes.len() == 8)
+            .ok_or_else(|| ApiError::bad_request(format!("malformed span id {text:?}")))
+    };
+    let selection = TraceSelection {
+        max_depth: params.u64(&["maxDepth"])?.map(|d| d as usize),
+        collapse: params
+            .all("collapse")
+            .flat_map(|list| list.split(','))
+            .filter(|id| !id.is_empty())
+            .map(span_id)
+            .collect::<Result<_, _>>()?,
+        around: params.get(&["around"]).map(span_id).transpose()?,
+        window: params.u64(&["window"])?.map(|w| w as usize),
+    };
     let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
     if records.is_empty() {
         return Err(ApiError::not_found(format!("trace {trace_id} not found")));
     }
+    if let Some(around) = &selection.around {
+        if !records.iter().any(|r| &r.span.span_id == around) {
+            return Err(ApiError::bad_request(format!(
+                "span {} is not in trace {trace_id}",
+                hex::encode(around)
+            )));
+        }
+    }
     let span_count = records.len();
+    let (records, collapsed) = select(records, &selection);
+    let returned = records.len();
     let mut body = encode_resource_spans(&group_by_resource_and_scope(records));
+    let mut warnings = Vec::new();
+    if returned < span_count {
+        warnings.push(format!(
+            "{} of {span_count} spans not returned (see collapsed); ask for them with collapse, around or a larger maxDepth",
+            span_count - returned
+        ));
+    }
     if let Some(object) = body.as_object_mut() {
         object.insert("traceId".into(), json!(trace_id.to_string()));
         object.insert("spanCount".into(), json!(span_count));
+        object.insert("returnedSpanCount".into(), json!(returned));
+        object.insert(
+            "collapsed".into(),
+            json!(collapsed
+                .iter()
+                .map(|c| json!({"spanId": hex::encode(&c.span_id), "hiddenDescendants": c.hidden_descendants}))
+                .collect::<Vec<_>>()),
+        );
+        object.insert("warnings".into(), json!(warnings));
     }
     Ok(Json(body))
+}
+
+fn parse_trace_id(text: &str) -> Result<TraceId, ApiError> {
+    text.parse()
+        .map_err(|err| ApiError::bad_request(format!("malformed trace id {text:?}: {err}")))
+}
+
+/// A structural diff of traces `a` and `b`.
+async fn compare_traces(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw.as_deref());
+    let id = |name: &str| {
+        params
+            .get(&[name])
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("parameter {name:?} (a trace id) is required"))
+            })
+            .and_then(parse_trace_id)
+    };
+    let (a, b) = (id("a")?, id("b")?);
+    let (records_a, records_b) =
+        blocking(move || Ok((state.spans.get_trace(a)?, state.spans.get_trace(b)?))).await?;
+    for (trace_id, records) in [(a, &records_a), (b, &records_b)] {
+        if records.is_empty() {
+            return Err(ApiError::not_found(format!("trace {trace_id} not found")));
+        }
+    }
+    let duration = |records: &[SpanRecord]| {
+        let start = records
+            .iter()
+            .map(|r| r.span.start_time_unix_nano)
+            .min()
+            .unwrap_or(0);
+        let end = records
+            .iter()
+            .map(|r| r.span.end_time_unix_nano)
+            .max()
+            .unwrap_or(0);
+        end.saturating_sub(start)
+    };
+    let diffs = compare(&records_a, &records_b);
+    Ok(Json(json!({
+        "a": {"traceId": a.to_string(), "spanCount": records_a.len(), "durationNanos": duration(&records_a)},
+        "b": {"traceId": b.to_string(), "spanCount": records_b.len(), "durationNanos": duration(&records_b)},
+        "paths": diffs.iter().map(|d| json!({
+            "path": d.path,
+            "change": d.change.name(),
+            "countA": d.count_a,
+            "countB": d.count_b,
+            "durationANanos": d.duration_a_nanos,
+            "durationBNanos": d.duration_b_nanos,
+            "deltaNanos": d.delta_nanos() as i64,
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 /// The analyses of one trace: critical path, self time per span, error path, time per service

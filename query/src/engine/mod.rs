@@ -2,8 +2,12 @@
 //!
 //! - [`traces`]: trace search with summaries and cursor pagination.
 //! - [`dependencies`]: the service dependency graph of a time range.
+//! - [`partial`]: parts of large traces (depth limit, collapsed subtrees, window around a span).
+//! - [`compare`]: structural diff of two traces.
 //! - [`analysis`]: critical path, self time, error path, time per service, clock skew.
 
 pub mod analysis;
+pub mod compare;
 pub mod dependencies;
+pub mod partial;
 pub mod traces;
