@@ -16,6 +16,8 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Nesting of arrays and maps in attribute values deeper than this is refused.
@@ -417,180 +419,271 @@ fn double(value: &Value, path: &str) -> Result<f64> {
     }
 }
 
-/// `{"resourceSpans": [...]}` in OTLP/JSON.
+/// `{"resourceSpans": [...]}` in OTLP/JSON, as a `Value`.
 pub fn encode_resource_spans(resource_spans: &[ResourceSpans]) -> Value {
-    json!({ "resourceSpans": resource_spans.iter().map(encode_one_resource_spans).collect::<Vec<_>>() })
-}
-
-fn encode_one_resource_spans(resource_spans: &ResourceSpans) -> Value {
-    let mut out = Map::new();
-    if let Some(resource) = &resource_spans.resource {
-        let mut encoded = Map::new();
-        put_attributes(
-            &mut encoded,
-            &resource.attributes,
-            resource.dropped_attributes_count,
-        );
-        out.insert("resource".into(), Value::Object(encoded));
-    }
-    let scope_spans: Vec<Value> = resource_spans
-        .scope_spans
-        .iter()
-        .map(|scope_spans| {
-            let mut encoded = Map::new();
-            if let Some(scope) = &scope_spans.scope {
-                let mut scope_json = Map::new();
-                put_string(&mut scope_json, "name", &scope.name);
-                put_string(&mut scope_json, "version", &scope.version);
-                put_attributes(
-                    &mut scope_json,
-                    &scope.attributes,
-                    scope.dropped_attributes_count,
-                );
-                encoded.insert("scope".into(), Value::Object(scope_json));
-            }
-            encoded.insert(
-                "spans".into(),
-                Value::Array(scope_spans.spans.iter().map(encode_span).collect()),
-            );
-            put_string(&mut encoded, "schemaUrl", &scope_spans.schema_url);
-            Value::Object(encoded)
-        })
-        .collect();
-    out.insert("scopeSpans".into(), Value::Array(scope_spans));
-    put_string(&mut out, "schemaUrl", &resource_spans.schema_url);
-    Value::Object(out)
-}
-
-fn encode_span(span: &OtlpSpan) -> Value {
-    let mut out = Map::new();
-    out.insert("traceId".into(), json!(hex::encode(&span.trace_id)));
-    out.insert("spanId".into(), json!(hex::encode(&span.span_id)));
-    put_string(&mut out, "traceState", &span.trace_state);
-    if !span.parent_span_id.is_empty() {
-        out.insert(
-            "parentSpanId".into(),
-            json!(hex::encode(&span.parent_span_id)),
-        );
-    }
-    put_u32(&mut out, "flags", span.flags);
-    out.insert("name".into(), json!(span.name));
-    out.insert("kind".into(), json!(span.kind));
-    out.insert(
-        "startTimeUnixNano".into(),
-        json!(span.start_time_unix_nano.to_string()),
-    );
-    out.insert(
-        "endTimeUnixNano".into(),
-        json!(span.end_time_unix_nano.to_string()),
-    );
-    put_attributes(&mut out, &span.attributes, span.dropped_attributes_count);
-    if !span.events.is_empty() {
-        let events = span
-            .events
-            .iter()
-            .map(|event| {
-                let mut encoded = Map::new();
-                encoded.insert(
-                    "timeUnixNano".into(),
-                    json!(event.time_unix_nano.to_string()),
-                );
-                encoded.insert("name".into(), json!(event.name));
-                put_attributes(
-                    &mut encoded,
-                    &event.attributes,
-                    event.dropped_attributes_count,
-                );
-                Value::Object(encoded)
-            })
-            .collect();
-        out.insert("events".into(), Value::Array(events));
-    }
-    put_u32(&mut out, "droppedEventsCount", span.dropped_events_count);
-    if !span.links.is_empty() {
-        let links = span
-            .links
-            .iter()
-            .map(|link| {
-                let mut encoded = Map::new();
-                encoded.insert("traceId".into(), json!(hex::encode(&link.trace_id)));
-                encoded.insert("spanId".into(), json!(hex::encode(&link.span_id)));
-                put_string(&mut encoded, "traceState", &link.trace_state);
-                put_attributes(
-                    &mut encoded,
-                    &link.attributes,
-                    link.dropped_attributes_count,
-                );
-                put_u32(&mut encoded, "flags", link.flags);
-                Value::Object(encoded)
-            })
-            .collect();
-        out.insert("links".into(), Value::Array(links));
-    }
-    put_u32(&mut out, "droppedLinksCount", span.dropped_links_count);
-    if let Some(status) = &span.status {
-        let mut encoded = Map::new();
-        if status.code != 0 {
-            encoded.insert("code".into(), json!(status.code));
-        }
-        put_string(&mut encoded, "message", &status.message);
-        out.insert("status".into(), Value::Object(encoded));
-    }
-    Value::Object(out)
-}
-
-fn put_string(out: &mut Map<String, Value>, key: &str, value: &str) {
-    if !value.is_empty() {
-        out.insert(key.into(), json!(value));
-    }
-}
-
-fn put_u32(out: &mut Map<String, Value>, key: &str, value: u32) {
-    if value != 0 {
-        out.insert(key.into(), json!(value));
-    }
-}
-
-fn put_attributes(out: &mut Map<String, Value>, attributes: &[KeyValue], dropped: u32) {
-    if !attributes.is_empty() {
-        out.insert("attributes".into(), encode_key_values(attributes));
-    }
-    put_u32(out, "droppedAttributesCount", dropped);
+    json!({ "resourceSpans": serde_json::to_value(ResourceSpansJson(resource_spans)).unwrap_or_default() })
 }
 
 /// Attributes as an OTLP/JSON array of `{"key", "value"}`.
 pub fn encode_key_values(attributes: &[KeyValue]) -> Value {
-    Value::Array(
-        attributes
-            .iter()
-            .map(|kv| {
-                let value = kv
-                    .value
-                    .as_ref()
-                    .map_or_else(|| json!({}), encode_any_value);
-                json!({"key": kv.key, "value": value})
-            })
-            .collect(),
-    )
+    serde_json::to_value(KeyValuesJson(attributes)).unwrap_or_default()
 }
 
 /// One attribute value in OTLP/JSON: `{"stringValue": ...}`, `{"intValue": "42"}`, ...
 pub fn encode_any_value(value: &AnyValue) -> Value {
-    match &value.value {
-        None => json!({}),
-        Some(OtlpValue::StringValue(text)) => json!({ "stringValue": text }),
-        Some(OtlpValue::BoolValue(flag)) => json!({ "boolValue": flag }),
-        Some(OtlpValue::IntValue(n)) => json!({ "intValue": n.to_string() }),
-        Some(OtlpValue::DoubleValue(x)) => json!({ "doubleValue": encode_double(*x) }),
-        Some(OtlpValue::BytesValue(bytes)) => json!({ "bytesValue": BASE64.encode(bytes) }),
-        Some(OtlpValue::ArrayValue(array)) => json!({
-            "arrayValue": { "values": array.values.iter().map(encode_any_value).collect::<Vec<_>>() }
-        }),
-        Some(OtlpValue::KvlistValue(list)) => json!({
-            "kvlistValue": { "values": encode_key_values(&list.values) }
-        }),
-        // String-table references only occur in profiles, which Sightline does not take.
-        Some(_) => json!({}),
+    serde_json::to_value(AnyValueJson(value)).unwrap_or_default()
+}
+
+/// Serializes a list of `ResourceSpans` as an OTLP/JSON array, straight to the output (no
+/// intermediate `Value`: a 50,000-span trace is written in one pass). Empty and zero fields are
+/// omitted, except the ids, name, kind and times of spans.
+pub struct ResourceSpansJson<'a>(pub &'a [ResourceSpans]);
+
+struct OneResourceSpans<'a>(&'a ResourceSpans);
+struct ScopeSpansJson<'a>(&'a ScopeSpans);
+struct SpanJson<'a>(&'a OtlpSpan);
+struct EventJson<'a>(&'a Event);
+struct LinkJson<'a>(&'a Link);
+struct KeyValuesJson<'a>(&'a [KeyValue]);
+struct AnyValueJson<'a>(&'a AnyValue);
+struct AnyValuesJson<'a>(&'a [AnyValue]);
+/// `{"attributes": [...], "droppedAttributesCount": n}` for resources and scopes.
+struct AttributesOnly<'a>(&'a [KeyValue], u32);
+struct ScopeJson<'a>(&'a InstrumentationScope);
+
+type MapOf<S> = <S as Serializer>::SerializeMap;
+
+fn put_str<S: Serializer>(map: &mut MapOf<S>, key: &str, value: &str) -> Result2<S> {
+    if value.is_empty() {
+        Ok(())
+    } else {
+        map.serialize_entry(key, value)
+    }
+}
+
+fn put_count<S: Serializer>(map: &mut MapOf<S>, key: &str, value: u32) -> Result2<S> {
+    if value == 0 {
+        Ok(())
+    } else {
+        map.serialize_entry(key, &value)
+    }
+}
+
+fn put_attributes<S: Serializer>(
+    map: &mut MapOf<S>,
+    attributes: &[KeyValue],
+    dropped: u32,
+) -> Result2<S> {
+    if !attributes.is_empty() {
+        map.serialize_entry("attributes", &KeyValuesJson(attributes))?;
+    }
+    put_count::<S>(map, "droppedAttributesCount", dropped)
+}
+
+type Result2<S> = std::result::Result<(), <S as Serializer>::Error>;
+
+impl Serialize for ResourceSpansJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(OneResourceSpans))
+    }
+}
+
+impl Serialize for OneResourceSpans<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let rs = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(resource) = &rs.resource {
+            map.serialize_entry(
+                "resource",
+                &AttributesOnly(&resource.attributes, resource.dropped_attributes_count),
+            )?;
+        }
+        map.serialize_entry("scopeSpans", &SeqOf(&rs.scope_spans, ScopeSpansJson))?;
+        put_str::<S>(&mut map, "schemaUrl", &rs.schema_url)?;
+        map.end()
+    }
+}
+
+/// A slice serialized through a wrapper.
+struct SeqOf<'a, T, W>(&'a [T], fn(&'a T) -> W);
+
+impl<'a, T, W: Serialize> Serialize for SeqOf<'a, T, W> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(self.1))
+    }
+}
+
+impl Serialize for AttributesOnly<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        put_attributes::<S>(&mut map, self.0, self.1)?;
+        map.end()
+    }
+}
+
+impl Serialize for ScopeJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let scope = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        put_str::<S>(&mut map, "name", &scope.name)?;
+        put_str::<S>(&mut map, "version", &scope.version)?;
+        put_attributes::<S>(&mut map, &scope.attributes, scope.dropped_attributes_count)?;
+        map.end()
+    }
+}
+
+impl Serialize for ScopeSpansJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let ss = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(scope) = &ss.scope {
+            map.serialize_entry("scope", &ScopeJson(scope))?;
+        }
+        map.serialize_entry("spans", &SeqOf(&ss.spans, SpanJson))?;
+        put_str::<S>(&mut map, "schemaUrl", &ss.schema_url)?;
+        map.end()
+    }
+}
+
+impl Serialize for SpanJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let span = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("traceId", &hex::encode(&span.trace_id))?;
+        map.serialize_entry("spanId", &hex::encode(&span.span_id))?;
+        put_str::<S>(&mut map, "traceState", &span.trace_state)?;
+        if !span.parent_span_id.is_empty() {
+            map.serialize_entry("parentSpanId", &hex::encode(&span.parent_span_id))?;
+        }
+        put_count::<S>(&mut map, "flags", span.flags)?;
+        map.serialize_entry("name", &span.name)?;
+        map.serialize_entry("kind", &span.kind)?;
+        map.serialize_entry("startTimeUnixNano", &span.start_time_unix_nano.to_string())?;
+        map.serialize_entry("endTimeUnixNano", &span.end_time_unix_nano.to_string())?;
+        put_attributes::<S>(&mut map, &span.attributes, span.dropped_attributes_count)?;
+        if !span.events.is_empty() {
+            map.serialize_entry("events", &SeqOf(&span.events, EventJson))?;
+        }
+        put_count::<S>(&mut map, "droppedEventsCount", span.dropped_events_count)?;
+        if !span.links.is_empty() {
+            map.serialize_entry("links", &SeqOf(&span.links, LinkJson))?;
+        }
+        put_count::<S>(&mut map, "droppedLinksCount", span.dropped_links_count)?;
+        if let Some(status) = &span.status {
+            map.serialize_entry("status", &StatusJson(status))?;
+        }
+        map.end()
+    }
+}
+
+struct StatusJson<'a>(&'a Status);
+
+impl Serialize for StatusJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if self.0.code != 0 {
+            map.serialize_entry("code", &self.0.code)?;
+        }
+        put_str::<S>(&mut map, "message", &self.0.message)?;
+        map.end()
+    }
+}
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let event = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("timeUnixNano", &event.time_unix_nano.to_string())?;
+        map.serialize_entry("name", &event.name)?;
+        put_attributes::<S>(&mut map, &event.attributes, event.dropped_attributes_count)?;
+        map.end()
+    }
+}
+
+impl Serialize for LinkJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let link = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("traceId", &hex::encode(&link.trace_id))?;
+        map.serialize_entry("spanId", &hex::encode(&link.span_id))?;
+        put_str::<S>(&mut map, "traceState", &link.trace_state)?;
+        put_attributes::<S>(&mut map, &link.attributes, link.dropped_attributes_count)?;
+        put_count::<S>(&mut map, "flags", link.flags)?;
+        map.end()
+    }
+}
+
+impl Serialize for KeyValuesJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for kv in self.0 {
+            seq.serialize_element(&KeyValueJson(kv))?;
+        }
+        seq.end()
+    }
+}
+
+struct KeyValueJson<'a>(&'a KeyValue);
+
+impl Serialize for KeyValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("key", &self.0.key)?;
+        match &self.0.value {
+            Some(value) => map.serialize_entry("value", &AnyValueJson(value))?,
+            None => map.serialize_entry("value", &Map::new())?,
+        }
+        map.end()
+    }
+}
+
+impl Serialize for AnyValuesJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(AnyValueJson))
+    }
+}
+
+impl Serialize for AnyValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        match &self.0.value {
+            None => {}
+            Some(OtlpValue::StringValue(text)) => map.serialize_entry("stringValue", text)?,
+            Some(OtlpValue::BoolValue(flag)) => map.serialize_entry("boolValue", flag)?,
+            Some(OtlpValue::IntValue(n)) => map.serialize_entry("intValue", &n.to_string())?,
+            Some(OtlpValue::DoubleValue(x)) => {
+                map.serialize_entry("doubleValue", &encode_double(*x))?
+            }
+            Some(OtlpValue::BytesValue(bytes)) => {
+                map.serialize_entry("bytesValue", &BASE64.encode(bytes))?
+            }
+            Some(OtlpValue::ArrayValue(array)) => {
+                map.serialize_entry("arrayValue", &ValuesWrapper::Any(&array.values))?
+            }
+            Some(OtlpValue::KvlistValue(list)) => {
+                map.serialize_entry("kvlistValue", &ValuesWrapper::Kv(&list.values))?
+            }
+            // String-table references only occur in profiles, which Sightline does not take.
+            Some(_) => {}
+        }
+        map.end()
+    }
+}
+
+/// `{"values": [...]}` of arrays and key-value lists.
+enum ValuesWrapper<'a> {
+    Any(&'a [AnyValue]),
+    Kv(&'a [KeyValue]),
+}
+
+impl Serialize for ValuesWrapper<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            ValuesWrapper::Any(values) => map.serialize_entry("values", &AnyValuesJson(values))?,
+            ValuesWrapper::Kv(values) => map.serialize_entry("values", &KeyValuesJson(values))?,
+        }
+        map.end()
     }
 }
 

@@ -59,7 +59,7 @@ impl ApiError {
         }
     }
 
-    fn internal() -> Self {
+    pub fn internal() -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "internal error: see the server log".into(),

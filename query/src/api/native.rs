@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
-use sightline_proto::otlp_json::encode_resource_spans;
+use sightline_proto::otlp_json::ResourceSpansJson;
 use sightline_proto::{SpanRecord, TraceId};
 
 use super::params::{format_time, Params};
@@ -48,7 +48,7 @@ async fn trace(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let trace_id = parse_trace_id(&trace_id)?;
     let params = Params::parse(raw.as_deref());
     let span_id = |text: &str| {
@@ -80,31 +80,59 @@ async fn trace(
             )));
         }
     }
-    let span_count = records.len();
-    let (records, collapsed) = select(records, &selection);
-    let returned = records.len();
-    let mut body = encode_resource_spans(&group_by_resource_and_scope(records));
-    let mut warnings = Vec::new();
-    if returned < span_count {
-        warnings.push(format!(
-            "{} of {span_count} spans not returned (see collapsed); ask for them with collapse, around or a larger maxDepth",
-            span_count - returned
-        ));
-    }
-    if let Some(object) = body.as_object_mut() {
-        object.insert("traceId".into(), json!(trace_id.to_string()));
-        object.insert("spanCount".into(), json!(span_count));
-        object.insert("returnedSpanCount".into(), json!(returned));
-        object.insert(
-            "collapsed".into(),
-            json!(collapsed
+    // Selecting, grouping and writing 50,000 spans is CPU work: off the async workers.
+    let body = blocking(move || {
+        let span_count = records.len();
+        let (records, collapsed) = select(records, &selection);
+        let returned_span_count = records.len();
+        let mut warnings = Vec::new();
+        if returned_span_count < span_count {
+            warnings.push(format!(
+                "{} of {span_count} spans not returned (see collapsed); ask for them with collapse, around or a larger maxDepth",
+                span_count - returned_span_count
+            ));
+        }
+        let resource_spans = group_by_resource_and_scope(records);
+        let trace = NativeTrace {
+            trace_id: trace_id.to_string(),
+            span_count,
+            returned_span_count,
+            collapsed: collapsed
                 .iter()
-                .map(|c| json!({"spanId": hex::encode(&c.span_id), "hiddenDescendants": c.hidden_descendants}))
-                .collect::<Vec<_>>()),
-        );
-        object.insert("warnings".into(), json!(warnings));
-    }
-    Ok(Json(body))
+                .map(|c| CollapsedJson {
+                    span_id: hex::encode(&c.span_id),
+                    hidden_descendants: c.hidden_descendants,
+                })
+                .collect(),
+            warnings,
+            resource_spans: ResourceSpansJson(&resource_spans),
+        };
+        serde_json::to_vec(&trace).map_err(|err| {
+            tracing::error!(error = %err, "failed to encode a trace");
+            ApiError::internal()
+        })
+    })
+    .await?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The native trace answer.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NativeTrace<'a> {
+    trace_id: String,
+    span_count: usize,
+    returned_span_count: usize,
+    collapsed: Vec<CollapsedJson>,
+    warnings: Vec<String>,
+    resource_spans: ResourceSpansJson<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CollapsedJson {
+    span_id: String,
+    hidden_descendants: usize,
 }
 
 fn parse_trace_id(text: &str) -> Result<TraceId, ApiError> {
@@ -450,6 +478,7 @@ mod tests {
             "/api/v1/traces/{traceId}",
             "/api/v1/traces",
             "/api/v1/traces/{traceId}/analysis",
+            "/api/v1/traces/compare",
             "/api/v1/dependencies",
             "/api/dependencies",
             "/api/traces",
