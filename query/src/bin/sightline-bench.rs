@@ -56,6 +56,9 @@ struct Args {
     /// The sightline binary; default: next to this one.
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Skip timing the query API after the load.
+    #[arg(long)]
+    no_queries: bool,
     /// Extra flags for the server.
     #[arg(long, allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -165,14 +168,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Wait until the last batch's spans are searchable.
     let last = make_request(args.shape, requests.len() as u64 - 1, args.batch);
     let last_trace = hex(&last.resource_spans[0].scope_spans[0].spans[0].trace_id);
-    while http_status(&query, &format!("/api/traces/{last_trace}"))? != 200 {
+    while http_get(&query, &format!("/api/traces/{last_trace}"))? != 200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let searchable_elapsed = started.elapsed();
     let cpu_total = cpu_seconds(pid)? - cpu_before;
     let peak_rss = vm_kib(pid, "VmHWM:")?;
-    // Let the last commit and merges settle before measuring the disk.
+    // Let the last commit and merges settle before measuring the disk and the queries.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let query_report = if args.no_queries {
+        Vec::new()
+    } else {
+        measure_queries(&query, args.shape, requests.len() as u64, args.batch)?
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -203,8 +211,83 @@ async fn run(args: Args) -> anyhow::Result<()> {
         index_bytes as f64 / total_spans as f64,
         wal_bytes as f64 / 1e6
     );
+    for line in query_report {
+        println!("{line}");
+    }
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// Times the query API on the loaded data: each query run `RUNS` times, p50 and max printed.
+fn measure_queries(
+    query: &str,
+    shape: Shape,
+    requests: u64,
+    batch: usize,
+) -> anyhow::Result<Vec<String>> {
+    const RUNS: usize = 21;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let week_ago = now - 7 * 24 * 3600 * 1_000_000_000;
+    let trace_of = |i: u64| {
+        let request = make_request(shape, i % requests, batch);
+        hex(&request.resource_spans[0].scope_spans[0].spans[0].trace_id)
+    };
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            "trace by id (Jaeger /api/traces/{id})".into(),
+            (0..RUNS as u64).map(|i| format!("/api/traces/{}", trace_of(i * 7919))).collect(),
+        ),
+        (
+            "trace by id, native (/api/v1/traces/{id})".into(),
+            (0..RUNS as u64).map(|i| format!("/api/v1/traces/{}", trace_of(i * 104_729))).collect(),
+        ),
+        (
+            "search: newest 20 traces, all services".into(),
+            vec!["/api/v1/traces?limit=20".into(); RUNS],
+        ),
+        (
+            "search: service=payment-service, error=true, 20 traces".into(),
+            vec!["/api/v1/traces?service=payment-service&error=true&limit=20".into(); RUNS],
+        ),
+        (
+            "search: 7 days, no match (service + attribute)".into(),
+            vec![format!("/api/v1/traces?service=gateway&tag=user.id=nobody&start={week_ago}&end={now}&limit=20"); RUNS],
+        ),
+        (
+            "search: 7 days, no match (span duration > 1 h)".into(),
+            vec![format!("/api/v1/traces?minDuration=1h&start={week_ago}&end={now}&limit=20"); RUNS],
+        ),
+        (
+            "Jaeger search: service=gateway, limit 20, last 2 days".into(),
+            vec!["/api/traces?service=gateway&limit=20".into(); RUNS],
+        ),
+        (
+            "dependency graph, last 24 h (scans every span)".into(),
+            vec!["/api/v1/dependencies".into(); 3],
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, paths) in cases {
+        let mut times = Vec::new();
+        for path in &paths {
+            let started = Instant::now();
+            let status = http_get(query, path)?;
+            times.push(started.elapsed());
+            if status != 200 {
+                bail!("{path}: HTTP {status}");
+            }
+        }
+        times.sort();
+        report.push(format!(
+            "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs)",
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
+            times.len()
+        ));
+    }
+    Ok(report)
 }
 
 /// Sends pre-encoded request bytes as they are; decodes the answer.
@@ -351,14 +434,16 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The status code of a plain HTTP/1.0 GET (no client library needed for one poll).
-fn http_status(addr: &str, path: &str) -> anyhow::Result<u16> {
+/// The status code of a plain HTTP/1.0 GET, once the whole answer has been read (no client
+/// library needed for a few polls).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<u16> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    Ok(std::str::from_utf8(&head[9..12])?.parse()?)
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let head = answer.get(9..12).context("short HTTP answer")?;
+    Ok(std::str::from_utf8(head)?.parse()?)
 }
 
 fn hex(bytes: &[u8]) -> String {

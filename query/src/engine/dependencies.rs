@@ -93,57 +93,78 @@ struct SpanFacts {
     peer: Option<(NodeKind, String)>,
 }
 
-/// The columns read for each segment.
+/// The columns read for each segment. Dictionary-encoded columns are read through their whole
+/// dictionary once (a sequential pass), so each document costs an array lookup instead of a
+/// random dictionary access.
 struct Columns {
     start: Column<u64>,
     duration: Column<u64>,
     kind: Column<u64>,
     status: Column<u64>,
-    trace_id: Option<BytesColumn>,
-    span_id: Option<BytesColumn>,
-    parent: Option<BytesColumn>,
-    service: Option<StrColumn>,
-    peers: Vec<(NodeKind, Option<StrColumn>)>,
+    trace_id: Dictionary,
+    span_id: Dictionary,
+    parent: Dictionary,
+    service: Dictionary,
+    peers: Vec<(NodeKind, Dictionary)>,
+}
+
+/// A dictionary-encoded column with its values loaded.
+struct Dictionary {
+    column: Option<BytesColumn>,
+    values: Vec<Vec<u8>>,
+}
+
+impl Dictionary {
+    fn load(column: Option<BytesColumn>) -> tantivy::Result<Dictionary> {
+        let mut values = Vec::new();
+        if let Some(column) = &column {
+            values.reserve(column.num_terms());
+            let mut stream = column.dictionary().stream()?;
+            while stream.advance() {
+                values.push(stream.key().to_vec());
+            }
+        }
+        Ok(Dictionary { column, values })
+    }
+
+    fn first(&self, doc: u32) -> Option<&[u8]> {
+        let ord = self.column.as_ref()?.term_ords(doc).next()?;
+        self.values.get(ord as usize).map(Vec::as_slice)
+    }
+
+    fn first_str(&self, doc: u32) -> Option<&str> {
+        self.first(doc)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    }
 }
 
 impl Columns {
     fn of(segment: &SegmentReader) -> tantivy::Result<Columns> {
         let ff = segment.fast_fields();
-        let peer = |path: &str| -> tantivy::Result<Option<StrColumn>> { ff.str(path) };
+        let text = |path: &str| -> tantivy::Result<Dictionary> {
+            Dictionary::load(
+                ff.str(path)?
+                    .map(|column: StrColumn| BytesColumn::clone(&column)),
+            )
+        };
         Ok(Columns {
             start: ff.u64("start_time_unix_nanos")?,
             duration: ff.u64("duration_nanos")?,
             kind: ff.u64("kind")?,
             status: ff.u64("status_code")?,
-            trace_id: ff.bytes("trace_id")?,
-            span_id: ff.bytes("span_id")?,
-            parent: ff.bytes("parent_span_id")?,
-            service: ff.str("service")?,
+            trace_id: Dictionary::load(ff.bytes("trace_id")?)?,
+            span_id: Dictionary::load(ff.bytes("span_id")?)?,
+            parent: Dictionary::load(ff.bytes("parent_span_id")?)?,
+            service: text("service")?,
             peers: vec![
-                (NodeKind::Database, peer("attributes.db.system")?),
-                (NodeKind::Broker, peer("attributes.messaging.system")?),
-                (NodeKind::External, peer("attributes.peer.service")?),
-                (NodeKind::External, peer("attributes.server.address")?),
-                (NodeKind::External, peer("attributes.net.peer.name")?),
+                (NodeKind::Database, text("attributes.db.system")?),
+                (NodeKind::Broker, text("attributes.messaging.system")?),
+                (NodeKind::External, text("attributes.peer.service")?),
+                (NodeKind::External, text("attributes.server.address")?),
+                (NodeKind::External, text("attributes.net.peer.name")?),
             ],
         })
     }
-}
-
-fn first_bytes(column: &Option<BytesColumn>, doc: u32) -> Option<Vec<u8>> {
-    let column = column.as_ref()?;
-    let ord = column.term_ords(doc).next()?;
-    let mut bytes = Vec::new();
-    column.ord_to_bytes(ord, &mut bytes).ok()?;
-    Some(bytes)
-}
-
-fn first_str(column: &Option<StrColumn>, doc: u32) -> Option<String> {
-    let column = column.as_ref()?;
-    let ord = column.term_ords(doc).next()?;
-    let mut text = String::new();
-    column.ord_to_str(ord, &mut text).ok()?;
-    Some(text)
 }
 
 /// Computes the dependency graph of the spans that start within the query's range. Blocking.
@@ -163,26 +184,34 @@ pub fn dependency_graph(
             if start < query.start_unix_nanos || start > query.end_unix_nanos {
                 continue;
             }
-            let (Some(trace_id), Some(span_id)) = (
-                first_bytes(&columns.trace_id, doc),
-                first_bytes(&columns.span_id, doc),
-            ) else {
+            let (Some(trace_id), Some(span_id)) =
+                (columns.trace_id.first(doc), columns.span_id.first(doc))
+            else {
                 continue;
             };
-            let key = |id: Vec<u8>| [trace_id.as_slice(), id.as_slice()].concat();
-            let peer = columns.peers.iter().find_map(|(kind, column)| {
-                first_str(column, doc)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| (*kind, name))
-            });
+            let key = |id: &[u8]| [trace_id, id].concat();
+            let kind = columns.kind.first(doc).unwrap_or(0);
+            // Only client and producer spans call peers that do not report spans.
+            let peer = if matches!(kind, KIND_CLIENT | KIND_PRODUCER) {
+                columns.peers.iter().find_map(|(node_kind, column)| {
+                    column
+                        .first_str(doc)
+                        .filter(|name| !name.is_empty())
+                        .map(|name| (*node_kind, name.to_owned()))
+                })
+            } else {
+                None
+            };
             spans.insert(
                 key(span_id),
                 SpanFacts {
-                    parent: first_bytes(&columns.parent, doc)
-                        .filter(|p| !p.is_empty())
-                        .map(key),
-                    service: first_str(&columns.service, doc).unwrap_or_default(),
-                    kind: columns.kind.first(doc).unwrap_or(0),
+                    parent: columns.parent.first(doc).filter(|p| !p.is_empty()).map(key),
+                    service: columns
+                        .service
+                        .first_str(doc)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    kind,
                     duration: columns.duration.first(doc).unwrap_or(0),
                     error: columns.status.first(doc) == Some(STATUS_ERROR),
                     peer,
