@@ -82,15 +82,47 @@ pub struct DependencyGraph {
     pub unpaired_clients: u64,
 }
 
-/// What the graph needs of one span.
+/// What the graph needs of one span. Spans are keyed by a 64-bit hash of (trace id, span id);
+/// names are interned, so the scan allocates nothing per span.
 struct SpanFacts {
-    /// The parent's key (trace id then span id).
-    parent: Option<Vec<u8>>,
-    service: String,
+    parent: Option<u64>,
+    service: u32,
     kind: u64,
     duration: u64,
     error: bool,
-    peer: Option<(NodeKind, String)>,
+    peer: Option<(NodeKind, u32)>,
+}
+
+/// Names (services, peers) as small integers.
+#[derive(Default)]
+struct Interner {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &[u8]) -> u32 {
+        let name = String::from_utf8_lossy(name);
+        if let Some(&id) = self.ids.get(name.as_ref()) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.into_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+fn span_key(trace_id: &[u8], span_id: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    trace_id.hash(&mut hasher);
+    span_id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The columns read for each segment. Dictionary-encoded columns are read through their whole
@@ -132,9 +164,13 @@ impl Dictionary {
         self.values.get(ord as usize).map(Vec::as_slice)
     }
 
-    fn first_str(&self, doc: u32) -> Option<&str> {
-        self.first(doc)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+    fn first_ord(&self, doc: u32) -> Option<usize> {
+        Some(self.column.as_ref()?.term_ords(doc).next()? as usize)
+    }
+
+    /// The interned id of each dictionary value, by ordinal.
+    fn intern(&self, interner: &mut Interner) -> Vec<u32> {
+        self.values.iter().map(|value| interner.id(value)).collect()
     }
 }
 
@@ -173,10 +209,16 @@ pub fn dependency_graph(
     query: &DependencyQuery,
 ) -> tantivy::Result<DependencyGraph> {
     let searcher = store.searcher();
-    // Keyed by trace id then span id: span ids are only unique within a trace.
-    let mut spans: HashMap<Vec<u8>, SpanFacts> = HashMap::new();
+    let mut names = Interner::default();
+    let mut spans: HashMap<u64, SpanFacts> = HashMap::new();
     for segment in searcher.segment_readers() {
         let columns = Columns::of(segment)?;
+        let service_ids = columns.service.intern(&mut names);
+        let peer_ids: Vec<Vec<u32>> = columns
+            .peers
+            .iter()
+            .map(|(_, dictionary)| dictionary.intern(&mut names))
+            .collect();
         for doc in segment.doc_ids_alive() {
             let Some(start) = columns.start.first(doc) else {
                 continue;
@@ -189,28 +231,31 @@ pub fn dependency_graph(
             else {
                 continue;
             };
-            let key = |id: &[u8]| [trace_id, id].concat();
             let kind = columns.kind.first(doc).unwrap_or(0);
             // Only client and producer spans call peers that do not report spans.
-            let peer = if matches!(kind, KIND_CLIENT | KIND_PRODUCER) {
-                columns.peers.iter().find_map(|(node_kind, column)| {
-                    column
-                        .first_str(doc)
-                        .filter(|name| !name.is_empty())
-                        .map(|name| (*node_kind, name.to_owned()))
-                })
-            } else {
-                None
+            let peer =
+                if matches!(kind, KIND_CLIENT | KIND_PRODUCER) {
+                    columns.peers.iter().zip(&peer_ids).find_map(
+                        |((node_kind, dictionary), ids)| {
+                            let ord = dictionary.first_ord(doc)?;
+                            (!dictionary.values[ord].is_empty()).then(|| (*node_kind, ids[ord]))
+                        },
+                    )
+                } else {
+                    None
+                };
+            let Some(service) = columns.service.first_ord(doc).map(|ord| service_ids[ord]) else {
+                continue;
             };
             spans.insert(
-                key(span_id),
+                span_key(trace_id, span_id),
                 SpanFacts {
-                    parent: columns.parent.first(doc).filter(|p| !p.is_empty()).map(key),
-                    service: columns
-                        .service
-                        .first_str(doc)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    parent: columns
+                        .parent
+                        .first(doc)
+                        .filter(|p| !p.is_empty())
+                        .map(|parent| span_key(trace_id, parent)),
+                    service,
                     kind,
                     duration: columns.duration.first(doc).unwrap_or(0),
                     error: columns.status.first(doc) == Some(STATUS_ERROR),
@@ -224,60 +269,66 @@ pub fn dependency_graph(
         spans_scanned: spans.len() as u64,
         ..DependencyGraph::default()
     };
-    // (parent, child) -> (durations, errors)
-    let mut calls: BTreeMap<(String, String), (Vec<u64>, u64)> = BTreeMap::new();
-    let mut node_kinds: BTreeMap<String, NodeKind> = BTreeMap::new();
-    let mut has_remote_child: HashMap<&[u8], bool> = HashMap::new();
+    // (parent, child) -> (durations, errors), by interned name.
+    let mut calls: HashMap<(u32, u32), (Vec<u64>, u64)> = HashMap::new();
+    let mut node_kinds: HashMap<u32, NodeKind> = HashMap::new();
+    let mut has_remote_child: HashSet<u64> = HashSet::new();
+    let mut parents: HashSet<u64> = HashSet::new();
     for span in spans.values() {
-        node_kinds
-            .entry(span.service.clone())
-            .or_insert(NodeKind::Service);
-        let Some(parent_id) = &span.parent else {
+        node_kinds.entry(span.service).or_insert(NodeKind::Service);
+        let Some(parent_key) = span.parent else {
             continue;
         };
-        let Some(parent) = spans.get(parent_id) else {
+        parents.insert(parent_key);
+        let Some(parent) = spans.get(&parent_key) else {
             graph.unpaired_children += 1;
             continue;
         };
         if parent.service == span.service {
             continue;
         }
-        has_remote_child.insert(parent_id.as_slice(), true);
-        let latency = if matches!(parent.kind, KIND_CLIENT | KIND_PRODUCER) {
+        has_remote_child.insert(parent_key);
+        let caller_is_client = matches!(parent.kind, KIND_CLIENT | KIND_PRODUCER);
+        let latency = if caller_is_client {
             parent.duration
         } else {
             span.duration
         };
-        let entry = calls
-            .entry((parent.service.clone(), span.service.clone()))
-            .or_default();
+        let entry = calls.entry((parent.service, span.service)).or_default();
         entry.0.push(latency);
         // The call failed if the callee failed, or if the caller's client span saw it fail.
-        let caller_saw_failure = matches!(parent.kind, KIND_CLIENT | KIND_PRODUCER) && parent.error;
-        entry.1 += u64::from(span.error || caller_saw_failure);
+        entry.1 += u64::from(span.error || (caller_is_client && parent.error));
     }
-    let parents: HashSet<&[u8]> = spans.values().filter_map(|s| s.parent.as_deref()).collect();
-    for (span_id, span) in &spans {
-        if !matches!(span.kind, KIND_CLIENT | KIND_PRODUCER)
-            || has_remote_child.contains_key(span_id.as_slice())
-        {
+    for (key, span) in &spans {
+        if !matches!(span.kind, KIND_CLIENT | KIND_PRODUCER) || has_remote_child.contains(key) {
             continue;
         }
-        match &span.peer {
-            Some((kind, name)) => {
-                node_kinds.entry(name.clone()).or_insert(*kind);
-                let entry = calls
-                    .entry((span.service.clone(), name.clone()))
-                    .or_default();
+        match span.peer {
+            Some((kind, peer)) => {
+                node_kinds.entry(peer).or_insert(kind);
+                let entry = calls.entry((span.service, peer)).or_default();
                 entry.0.push(span.duration);
                 entry.1 += u64::from(span.error);
             }
             // A client span calling within its own service (or an uninstrumented peer with no
             // attribute naming it).
-            None if !parents.contains(span_id.as_slice()) => graph.unpaired_clients += 1,
+            None if !parents.contains(key) => graph.unpaired_clients += 1,
             None => {}
         }
     }
+    let calls: BTreeMap<(String, String), (Vec<u64>, u64)> = calls
+        .into_iter()
+        .map(|((parent, child), value)| {
+            (
+                (names.name(parent).to_owned(), names.name(child).to_owned()),
+                value,
+            )
+        })
+        .collect();
+    let node_kinds: BTreeMap<String, NodeKind> = node_kinds
+        .into_iter()
+        .map(|(id, kind)| (names.name(id).to_owned(), kind))
+        .collect();
 
     for ((parent, child), (mut durations, errors)) in calls {
         if let Some(service) = &query.service {
