@@ -498,3 +498,74 @@ async fn dependency_graph_with_databases_and_unpaired_spans() {
     let (_, empty) = get_json(&shop.server.query_url("/api/v1/dependencies?start=1&end=2")).await;
     assert_eq!(empty["edges"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jaeger_monitor_tab_metrics() {
+    let shop = shop().await;
+    let end_ms = (shop.t0 + 20_000 * MS) / MS;
+    let window = format!("endTs={end_ms}&lookback=60000&step=10000&ratePer=600000&spanKind=server");
+    let values = |family: &Value, series: usize| -> Vec<f64> {
+        family["metrics"][series]["metricPoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["gaugeValue"]["doubleValue"].as_f64().unwrap())
+            .collect()
+    };
+
+    let (status, calls) = get_json(
+        &shop
+            .server
+            .query_url(&format!("/api/metrics/calls?service=gateway&{window}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{calls}");
+    assert_eq!(calls["name"], "service_call_rate");
+    assert_eq!(calls["type"], "GAUGE");
+    assert_eq!(
+        calls["metrics"][0]["labels"],
+        json!([{"name": "service_name", "value": "gateway"}])
+    );
+    // Two gateway server spans in the fifth 10 s bucket: 0.2 calls/s.
+    assert_eq!(values(&calls, 0), [0.0, 0.0, 0.0, 0.0, 0.2, 0.0]);
+    assert!(calls["metrics"][0]["metricPoints"][0]["timestamp"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    let (_, errors) = get_json(
+        &shop
+            .server
+            .query_url(&format!("/api/metrics/errors?service=gateway&{window}")),
+    )
+    .await;
+    assert_eq!(errors["name"], "service_error_rate");
+    assert_eq!(values(&errors, 0), [0.0, 0.0, 0.0, 0.0, 0.5, 0.0]);
+
+    let (_, latencies) = get_json(&shop.server.query_url(&format!(
+        "/api/metrics/latencies?service=gateway&quantile=0.95&{window}"
+    )))
+    .await;
+    assert_eq!(latencies["name"], "service_latencies");
+    // Only buckets with spans have a latency: p95 of {2300 ms, 50 ms}.
+    assert_eq!(values(&latencies, 0), [2300.0]);
+
+    let (_, by_operation) = get_json(&shop.server.query_url(&format!(
+        "/api/metrics/calls?service=order-service&groupByOperation=true&{window}"
+    )))
+    .await;
+    assert_eq!(by_operation["name"], "service_operation_call_rate");
+    assert_eq!(
+        by_operation["metrics"][0]["labels"],
+        json!([{"name": "service_name", "value": "order-service"}, {"name": "operation", "value": "create order"}])
+    );
+    assert_eq!(values(&by_operation, 0), [0.0, 0.0, 0.0, 0.0, 0.1, 0.1]);
+
+    let (status, _) = get_json(
+        &shop
+            .server
+            .query_url(&format!("/api/metrics/throughput?{window}")),
+    )
+    .await;
+    assert_eq!(status, 404);
+}

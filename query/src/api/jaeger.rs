@@ -12,6 +12,7 @@ use super::native::DEFAULT_DEPENDENCY_WINDOW_NANOS;
 use super::params::{now_nanos, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::dependencies::{dependency_graph, DependencyQuery};
+use crate::engine::red::{red_series, RedQuery};
 use crate::engine::traces::{search as search_traces, TraceQuery};
 use crate::jaeger::model::{error_envelope, span_kind_name, trace_from_records, Envelope};
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/operations", get(operations))
         .route("/api/traces", get(search))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/metrics/{metric}", get(metrics))
         .route("/api/traces/{trace_id}", get(trace))
 }
 
@@ -169,6 +171,113 @@ async fn dependencies(
         .collect();
     let total = links.len();
     Ok(Json(Envelope::new(links, total)))
+}
+
+/// Jaeger UI's Monitor tab: `/api/metrics/{calls,errors,latencies}` as a protobuf-JSON
+/// `MetricFamily`, from the spans of the window (`endTs`, `lookback`, `step`, `ratePer` in ms).
+async fn metrics(
+    State(state): State<AppState>,
+    Path(metric): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, JaegerError> {
+    let params = Params::parse(raw.as_deref());
+    let millis = 1_000_000u64;
+    let end = params
+        .u64(&["endTs"])?
+        .map_or_else(now_nanos, |ms| ms.saturating_mul(millis));
+    let lookback = params
+        .u64(&["lookback"])?
+        .unwrap_or(3_600_000)
+        .saturating_mul(millis);
+    let step = params
+        .u64(&["step"])?
+        .unwrap_or(60_000)
+        .max(1)
+        .saturating_mul(millis);
+    if lookback / step > 10_000 {
+        return Err(ApiError::bad_request("lookback/step gives more than 10,000 points").into());
+    }
+    let quantile: f64 = match params.get(&["quantile"]) {
+        None => 0.95,
+        Some(q) => q
+            .parse()
+            .ok()
+            .filter(|q: &f64| (0.0..=1.0).contains(q))
+            .ok_or_else(|| ApiError::bad_request(format!("quantile {q:?} is not in [0, 1]")))?,
+    };
+    let span_kinds = params
+        .all("spanKind")
+        .map(|name| {
+            let name = name.trim_start_matches("SPAN_KIND_").to_ascii_lowercase();
+            span_kind_from_name(&name)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown spanKind {name:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let group_by_operation = params.bool(&["groupByOperation"])?;
+    let (name, help) = match (metric.as_str(), group_by_operation) {
+        ("calls", false) => ("service_call_rate", "calls/sec, grouped by service"),
+        ("calls", true) => ("service_operation_call_rate", "calls/sec, grouped by service & operation"),
+        ("errors", false) => ("service_error_rate", "error rate, computed as a fraction of errors/sec over calls/sec, grouped by service"),
+        ("errors", true) => ("service_operation_error_rate", "error rate, computed as a fraction of errors/sec over calls/sec, grouped by service & operation"),
+        ("latencies", false) => ("service_latencies", "latency quantile in milliseconds, grouped by service"),
+        ("latencies", true) => ("service_operation_latencies", "latency quantile in milliseconds, grouped by service & operation"),
+        _ => return Err(ApiError::not_found(format!("unknown metric {metric:?}: use calls, errors or latencies")).into()),
+    };
+    let start = end.saturating_sub(lookback);
+    let query = RedQuery {
+        services: params.all("service").map(str::to_owned).collect(),
+        group_by_operation,
+        span_kinds: if span_kinds.is_empty() {
+            vec![2]
+        } else {
+            span_kinds
+        },
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        step_nanos: step,
+    };
+    let series = blocking(move || {
+        red_series(&state.spans, &query)
+            .map_err(|err| crate::engine::traces::SearchError::Index(err).into())
+    })
+    .await?;
+    let step_seconds = step as f64 / 1e9;
+    let metrics: Vec<serde_json::Value> = series
+        .into_iter()
+        .map(|mut series| {
+            let mut labels = vec![serde_json::json!({"name": "service_name", "value": series.service})];
+            if let Some(operation) = &series.operation {
+                labels.push(serde_json::json!({"name": "operation", "value": operation}));
+            }
+            let mut points = Vec::new();
+            let mut bucket = start;
+            while bucket < end {
+                let entry = series.buckets.get_mut(&bucket);
+                let value = match (metric.as_str(), entry) {
+                    ("calls", Some(b)) => Some(b.calls as f64 / step_seconds),
+                    ("calls", None) => Some(0.0),
+                    ("errors", Some(b)) if b.calls > 0 => Some(b.errors as f64 / b.calls as f64),
+                    ("errors", _) => Some(0.0),
+                    (_, Some(b)) => b.quantile_nanos(quantile).map(|n| n as f64 / 1e6),
+                    (_, None) => None,
+                };
+                if let Some(value) = value {
+                    points.push(serde_json::json!({
+                        "gaugeValue": {"doubleValue": value},
+                        "timestamp": super::params::format_time(bucket.saturating_add(step).min(end)),
+                    }));
+                }
+                bucket += step;
+            }
+            serde_json::json!({"labels": labels, "metricPoints": points})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "name": name,
+        "type": "GAUGE",
+        "help": help,
+        "metrics": metrics,
+    })))
 }
 
 /// Jaeger's default search window when `start` is absent: the last 2 days.

@@ -481,6 +481,7 @@ mod tests {
             "/api/v1/traces/compare",
             "/api/v1/dependencies",
             "/api/dependencies",
+            "/api/metrics/{metric}",
             "/api/traces",
             "/api/v3/services",
             "/api/v3/operations",

@@ -4,10 +4,12 @@
 //! - [`dependencies`]: the service dependency graph of a time range.
 //! - [`partial`]: parts of large traces (depth limit, collapsed subtrees, window around a span).
 //! - [`compare`]: structural diff of two traces.
+//! - [`red`]: rate, errors and duration per service and operation, in time buckets.
 //! - [`analysis`]: critical path, self time, error path, time per service, clock skew.
 
 pub mod analysis;
 pub mod compare;
 pub mod dependencies;
 pub mod partial;
+pub mod red;
 pub mod traces;
