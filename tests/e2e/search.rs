@@ -196,6 +196,15 @@ async fn native_search_filters_summarises_and_pages() {
         ids(&native(&shop, "query=NOT+http.method:POST+AND+service:gateway").await),
         [users.clone()]
     );
+    // Wildcards on attributes.
+    assert_eq!(
+        ids(&native(&shop, "query=order.id:order-7*").await),
+        [order.clone(), checkout.clone()]
+    );
+    assert_eq!(
+        ids(&native(&shop, "query=order.id:order-790*").await),
+        [order.clone()]
+    );
     assert_eq!(
         ids(&native(&shop, "tag=http.status_code=502").await),
         [checkout.clone()]

@@ -16,7 +16,7 @@ use sightline_collector::SpanStore;
 use sightline_proto::{SpanRecord, TraceId};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
+use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Order, Term};
 
@@ -411,6 +411,33 @@ fn qualify(leaf: UserInputLeaf) -> UserInputLeaf {
     match leaf {
         UserInputLeaf::Literal(mut literal) => {
             literal.field_name = literal.field_name.map(attribute_field);
+            // `key:abc*` on an attribute: tantivy has no prefix query on JSON paths, so it
+            // becomes the range [abc, abd) on the attribute's column.
+            let on_attribute = literal
+                .field_name
+                .as_deref()
+                .is_some_and(|f| f.starts_with("attributes."));
+            // The grammar reads `abc*` as the term "abc*" (and `"abc"*` as a phrase prefix).
+            let prefix = match literal.phrase.strip_suffix('*') {
+                Some(stem) if !stem.is_empty() && !stem.contains('*') => Some(stem.to_owned()),
+                _ if literal.prefix && !literal.phrase.is_empty() => Some(literal.phrase.clone()),
+                _ => None,
+            };
+            if let (Some(prefix), true) = (prefix, on_attribute) {
+                let mut upper = prefix.clone();
+                let last = upper.pop().expect("not empty");
+                return UserInputLeaf::Range {
+                    field: literal.field_name,
+                    lower: UserInputBound::Inclusive(prefix),
+                    upper: match char::from_u32(last as u32 + 1) {
+                        Some(next) => {
+                            upper.push(next);
+                            UserInputBound::Exclusive(upper)
+                        }
+                        None => UserInputBound::Unbounded,
+                    },
+                };
+            }
             UserInputLeaf::Literal(literal)
         }
         UserInputLeaf::Range {
