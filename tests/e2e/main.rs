@@ -3,6 +3,8 @@
 //! OTLP client, reqwest).
 
 #![recursion_limit = "256"]
+// `[id.clone()]` reads better than `std::slice::from_ref(&id)` in expected results.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod durability;
 mod ingest;
