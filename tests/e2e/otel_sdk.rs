@@ -209,3 +209,209 @@ async fn otel_sdk_grpc_gzip_exporter_trace_spans_services() {
 async fn otel_sdk_http_protobuf_exporter_trace_spans_services() {
     trace_spans_several_services(Exporter::HttpProtobuf).await;
 }
+
+/// The shop of `shared/product.md`, through the real SDK: gateway -> order-service, which
+/// writes to PostgreSQL, reserves stock in inventory-service, charges payment-service (which
+/// times out) and publishes `order.created` on RabbitMQ, consumed by notification-service after
+/// the request has already answered. Returns the trace id.
+fn send_shop_trace(endpoints: &Endpoints) -> String {
+    let sleep = |ms| std::thread::sleep(Duration::from_millis(ms));
+    let names = [
+        "gateway",
+        "order-service",
+        "inventory-service",
+        "payment-service",
+        "notification-service",
+    ];
+    let providers: Vec<SdkTracerProvider> = names
+        .iter()
+        .map(|name| provider(Exporter::Grpc, endpoints, name))
+        .collect();
+    let tracer = |i: usize| providers[i].tracer("e2e");
+    let start = |i: usize, name: &str, kind: SpanKind, attributes: Vec<KeyValue>, cx: &Context| {
+        tracer(i)
+            .span_builder(name.to_owned())
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .start_with_context(&tracer(i), cx)
+    };
+    let root = start(
+        0,
+        "POST /api/orders",
+        SpanKind::Server,
+        vec![],
+        &Context::new(),
+    );
+    let trace_id = root.span_context().trace_id().to_string();
+    let root_cx = Context::current_with_span(root);
+    let order_cx = root_cx.with_span(start(1, "create order", SpanKind::Server, vec![], &root_cx));
+    sleep(2);
+    let mut insert = start(
+        1,
+        "INSERT orders",
+        SpanKind::Client,
+        vec![
+            KeyValue::new("db.system", "postgresql"),
+            KeyValue::new("db.name", "orders"),
+        ],
+        &order_cx,
+    );
+    sleep(5);
+    insert.end();
+    let mut reserve = start(2, "reserve items", SpanKind::Server, vec![], &order_cx);
+    sleep(10);
+    reserve.end();
+    let mut charge = start(3, "charge card", SpanKind::Server, vec![], &order_cx);
+    sleep(30);
+    charge.set_status(Status::error("payment timed out"));
+    charge.end();
+    let publish = start(
+        1,
+        "publish order.created",
+        SpanKind::Producer,
+        vec![
+            KeyValue::new("messaging.system", "rabbitmq"),
+            KeyValue::new("messaging.destination.name", "order.created"),
+        ],
+        &order_cx,
+    );
+    let publish_cx = order_cx.with_span(publish);
+    let consume = start(
+        4,
+        "consume order.created",
+        SpanKind::Consumer,
+        vec![],
+        &publish_cx,
+    );
+    sleep(1);
+    publish_cx.span().end();
+    order_cx
+        .span()
+        .set_status(Status::error("payment failed: order compensated"));
+    order_cx.span().end();
+    root_cx.span().set_status(Status::error("502"));
+    root_cx.span().end();
+    // The consumer works on after the gateway has answered.
+    sleep(20);
+    let mut consume = consume;
+    consume.end();
+    for provider in &providers {
+        provider
+            .force_flush()
+            .expect("flush: the export was not acknowledged");
+        provider.shutdown().expect("shutdown");
+    }
+    trace_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_shop_trace_maps_dependencies_and_its_critical_path() {
+    let server = Server::start(&[]);
+    let handle = tokio::runtime::Handle::current();
+    let endpoints = Endpoints {
+        grpc: server.grpc_url(),
+        http_traces: server.http_url("/v1/traces"),
+    };
+    let trace_id = tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            let _guard = handle.enter();
+            send_shop_trace(&endpoints)
+        })
+        .join()
+        .expect("exporter thread panicked")
+    })
+    .await
+    .unwrap();
+    wait_for_trace(&server, &trace_id, 7, Duration::from_secs(2)).await;
+
+    // The service map: services, the database and the broker as nodes, nothing unpaired.
+    let (status, graph) = get_json(&server.query_url("/api/v1/dependencies")).await;
+    assert_eq!(status, 200, "{graph}");
+    let mut edges: Vec<(String, String, u64)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["parent"].as_str().unwrap().to_owned(),
+                e["child"].as_str().unwrap().to_owned(),
+                e["errorCount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    edges.sort();
+    let expected = [
+        ("gateway", "order-service", 1),
+        ("order-service", "inventory-service", 0),
+        ("order-service", "payment-service", 1),
+        ("order-service", "postgresql", 0),
+        ("order-service", "rabbitmq", 0),
+        ("rabbitmq", "notification-service", 0),
+    ];
+    assert_eq!(
+        edges,
+        expected.map(|(p, c, e)| (p.to_owned(), c.to_owned(), e)),
+        "{graph}"
+    );
+    let kind_of = |name: &str| {
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()["kind"]
+            .clone()
+    };
+    assert_eq!(kind_of("postgresql"), "database");
+    assert_eq!(kind_of("rabbitmq"), "broker");
+    assert_eq!(kind_of("notification-service"), "service");
+    assert_eq!(
+        graph["unpaired"],
+        serde_json::json!({"children": 0, "clients": 0})
+    );
+
+    // Where the time went: the path covers the gateway span exactly, and never the consumer.
+    let (_, analysis) =
+        get_json(&server.query_url(&format!("/api/v1/traces/{trace_id}/analysis"))).await;
+    let path = analysis["criticalPath"].as_array().unwrap();
+    assert!(
+        path.iter()
+            .all(|s| s["operation"] != "consume order.created"),
+        "{analysis}"
+    );
+    assert!(
+        path.iter().any(|s| s["operation"] == "charge card"),
+        "{analysis}"
+    );
+    let on_path: u64 = path
+        .iter()
+        .map(|s| s["durationNanos"].as_u64().unwrap())
+        .sum();
+    let root = analysis["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["operation"] == "POST /api/orders")
+        .unwrap();
+    let root_duration = root["endUnixNano"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        - root["startUnixNano"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    assert_eq!(on_path, root_duration);
+    // How the error travelled: payment-service, the order saga, the gateway's 502.
+    let errors: Vec<&str> = analysis["errorPath"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, ["payment-service", "order-service", "gateway"]);
+    // The consumer outlives its producer without a clock-skew warning (it is asynchronous).
+    assert_eq!(analysis["warnings"], serde_json::json!([]));
+}

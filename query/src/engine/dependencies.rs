@@ -7,6 +7,8 @@
 //! - A client or producer span with no child in another service is a call to something that
 //!   does not report spans itself: a database (`db.system`), a broker (`messaging.system`) or an
 //!   external peer (`peer.service`, `server.address`, `net.peer.name`). These become nodes too.
+//! - A producer span naming a broker (`messaging.system`) goes through the broker: an edge from
+//!   the producer's service to the broker, and one from the broker to each consumer's service.
 //! - Spans that cannot be paired are counted and reported with the graph: children whose parent is
 //!   not in the range (or never arrived), and client spans with no callee and no peer attribute.
 //!
@@ -288,6 +290,15 @@ pub fn dependency_graph(
             continue;
         }
         has_remote_child.insert(parent_key);
+        // A message through a broker: producer -> broker (counted once per producer span,
+        // below) and broker -> consumer, so the broker is a node of the map.
+        if let (KIND_PRODUCER, Some((NodeKind::Broker, broker))) = (parent.kind, parent.peer) {
+            node_kinds.entry(broker).or_insert(NodeKind::Broker);
+            let entry = calls.entry((broker, span.service)).or_default();
+            entry.0.push(span.duration);
+            entry.1 += u64::from(span.error);
+            continue;
+        }
         let caller_is_client = matches!(parent.kind, KIND_CLIENT | KIND_PRODUCER);
         let latency = if caller_is_client {
             parent.duration
@@ -300,7 +311,11 @@ pub fn dependency_graph(
         entry.1 += u64::from(span.error || (caller_is_client && parent.error));
     }
     for (key, span) in &spans {
-        if !matches!(span.kind, KIND_CLIENT | KIND_PRODUCER) || has_remote_child.contains(key) {
+        let via_broker =
+            span.kind == KIND_PRODUCER && matches!(span.peer, Some((NodeKind::Broker, _)));
+        if !matches!(span.kind, KIND_CLIENT | KIND_PRODUCER)
+            || (has_remote_child.contains(key) && !via_broker)
+        {
             continue;
         }
         match span.peer {
