@@ -7,13 +7,9 @@ use std::time::Duration;
 use sightline_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::otlp::{trace_id, trace_request};
-use crate::support::{get_json, metric, wait_for_trace, Server};
+use crate::support::{get_json, hex, metric, wait_for_trace, Server};
 
 const SPANS_PER_TRACE: usize = 50;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_loses_no_acknowledged_span() {

@@ -12,7 +12,7 @@ use sightline_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codec::CompressionEncoding;
 
 use crate::otlp::{encode, gzip, request, span, trace_id, trace_request, zstd};
-use crate::support::{get_json, wait_for_trace, Server};
+use crate::support::{get_json, hex, wait_for_trace, Server};
 
 /// google.rpc.Status, the error body of OTLP/HTTP.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -38,10 +38,6 @@ async fn post(
         request = request.header("content-encoding", encoding);
     }
     request.send().await.expect("POST")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An OTLP/JSON body exercising the encoding rules: hex ids in upper case, 64-bit integers as

@@ -7,13 +7,9 @@ use serde_json::{json, Value};
 use sightline_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::otlp::{now_nanos, request, span, trace_id};
-use crate::support::{get_json, wait_for_trace, Server};
+use crate::support::{get_json, hex, wait_for_trace, Server};
 
 const SPANS: u64 = 50_000;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn span_id(n: u64) -> Vec<u8> {
     (n + 1).to_be_bytes().to_vec()

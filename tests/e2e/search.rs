@@ -9,13 +9,9 @@ use sightline_proto::otlp::common::v1::any_value::Value as V;
 use sightline_proto::otlp::trace::v1::{Span, Status};
 
 use crate::otlp::{kv, now_nanos, request, trace_id};
-use crate::support::{get_json, wait_for_trace, Server};
+use crate::support::{get_json, hex, wait_for_trace, Server};
 
 const MS: u64 = 1_000_000;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn span(
     trace: [u8; 16],

@@ -207,3 +207,8 @@ pub async fn metric(server: &Server, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
+
+/// Lowercase hex, as the APIs spell ids.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

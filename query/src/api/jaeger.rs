@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sightline_proto::TraceId;
 
 use super::native::DEFAULT_DEPENDENCY_WINDOW_NANOS;
-use super::params::{now_nanos, Params};
+use super::params::{now_nanos, parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::dependencies::{dependency_graph, DependencyQuery};
 use crate::engine::red::{red_series, RedQuery};
@@ -114,9 +114,7 @@ async fn trace(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> JaegerResult<Vec<crate::jaeger::model::Trace>> {
-    let trace_id: TraceId = trace_id
-        .parse()
-        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let trace_id = parse_trace_id(&trace_id)?;
     let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
     if records.is_empty() {
         return Err(ApiError::not_found("trace not found").into());
@@ -314,18 +312,7 @@ async fn search(
         return Ok(Json(Envelope::new(traces, total)));
     }
 
-    let mut attributes = Vec::new();
-    if let Some(tags) = params.get(&["tags"]) {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(tags)
-            .map_err(|err| ApiError::bad_request(format!("malformed tags {tags:?}: {err}")))?;
-        for (key, value) in map {
-            let value = match value {
-                serde_json::Value::String(text) => text,
-                other => other.to_string(),
-            };
-            attributes.push((key, value));
-        }
-    }
+    let mut attributes = params.attributes_json("tags")?;
     for tag in params.all("tag") {
         let (key, value) = tag.split_once(':').ok_or_else(|| {
             ApiError::bad_request(format!("malformed tag {tag:?}: expected key:value"))

@@ -7,11 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use sightline_proto::otlp_json::encode_resource_spans;
-use sightline_proto::TraceId;
 
 use super::jaeger::span_kind_from_name;
 use super::native::{group_by_resource_and_scope, summary_json};
-use super::params::Params;
+use super::params::{parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::traces::{search as search_traces, SearchPage, TraceQuery};
 use crate::jaeger::model::span_kind_name;
@@ -71,9 +70,7 @@ async fn operations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> V
 }
 
 async fn trace(State(state): State<AppState>, Path(trace_id): Path<String>) -> V3Result {
-    let trace_id: TraceId = trace_id
-        .parse()
-        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let trace_id = parse_trace_id(&trace_id)?;
     let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
     if records.is_empty() {
         return Err(ApiError::not_found("trace not found").into());
@@ -85,17 +82,7 @@ async fn trace(State(state): State<AppState>, Path(trace_id): Path<String>) -> V
 
 /// The `query.*` parameters of `/api/v3/traces` and `/api/v3/trace-summaries`.
 fn v3_query(params: &Params) -> Result<TraceQuery, ApiError> {
-    let attributes = match params.get(&["query.attributes"]) {
-        None => Vec::new(),
-        Some(text) => serde_json::from_str::<serde_json::Map<String, Value>>(text)
-            .map_err(|err| ApiError::bad_request(format!("malformed query.attributes: {err}")))?
-            .into_iter()
-            .map(|(key, value)| match value {
-                Value::String(text) => (key, text),
-                other => (key, other.to_string()),
-            })
-            .collect(),
-    };
+    let attributes = params.attributes_json("query.attributes")?;
     let start = params.time_nanos(&["query.start_time_min", "query.startTimeMin"])?;
     let end = params.time_nanos(&["query.start_time_max", "query.startTimeMax"])?;
     if start.is_none() || end.is_none() {

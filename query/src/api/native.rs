@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans};
 use sightline_proto::otlp_json::ResourceSpansJson;
-use sightline_proto::{SpanRecord, TraceId};
+use sightline_proto::SpanRecord;
 
-use super::params::{format_time, Params};
+use super::params::{format_time, parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::analysis::TraceAnalysis;
 use crate::engine::compare::compare;
@@ -135,11 +135,6 @@ struct CollapsedJson {
     hidden_descendants: usize,
 }
 
-fn parse_trace_id(text: &str) -> Result<TraceId, ApiError> {
-    text.parse()
-        .map_err(|err| ApiError::bad_request(format!("malformed trace id {text:?}: {err}")))
-}
-
 /// A structural diff of traces `a` and `b`.
 async fn compare_traces(
     State(state): State<AppState>,
@@ -197,9 +192,7 @@ async fn analysis(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let trace_id: TraceId = trace_id
-        .parse()
-        .map_err(|err| ApiError::bad_request(format!("malformed trace id {trace_id:?}: {err}")))?;
+    let trace_id = parse_trace_id(&trace_id)?;
     let records = blocking(move || Ok(state.spans.get_trace(trace_id)?)).await?;
     if records.is_empty() {
         return Err(ApiError::not_found(format!("trace {trace_id} not found")));

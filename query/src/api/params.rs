@@ -70,6 +70,23 @@ impl Params {
         }
     }
 
+    /// A JSON object of attribute conditions (Jaeger's `tags`, api_v3's `query.attributes`):
+    /// string values as they are, other values as their JSON text.
+    pub fn attributes_json(&self, name: &str) -> Result<Vec<(String, String)>, ApiError> {
+        let Some(text) = self.get(&[name]) else {
+            return Ok(Vec::new());
+        };
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|err| ApiError::bad_request(format!("malformed {name} {text:?}: {err}")))?;
+        Ok(map
+            .into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => (key, text),
+                other => (key, other.to_string()),
+            })
+            .collect())
+    }
+
     /// An RFC 3339 time, or unix nanoseconds.
     pub fn time_nanos(&self, names: &[&str]) -> Result<Option<u64>, ApiError> {
         self.get(names)
@@ -83,6 +100,12 @@ impl Params {
             })
             .transpose()
     }
+}
+
+/// A trace id in hex, or a 400 saying why not.
+pub fn parse_trace_id(text: &str) -> Result<sightline_proto::TraceId, ApiError> {
+    text.parse()
+        .map_err(|err| ApiError::bad_request(format!("malformed trace id {text:?}: {err}")))
 }
 
 /// A Go duration: a sequence of decimal numbers with units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`.
