@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sightline_collector::SpanStore;
 use tantivy::columnar::{BytesColumn, Column, StrColumn};
+
+use super::columns::{Dictionary, Interner};
 use tantivy::SegmentReader;
 
 const KIND_CLIENT: u64 = 3;
@@ -95,30 +97,6 @@ struct SpanFacts {
     peer: Option<(NodeKind, u32)>,
 }
 
-/// Names (services, peers) as small integers.
-#[derive(Default)]
-struct Interner {
-    names: Vec<String>,
-    ids: HashMap<String, u32>,
-}
-
-impl Interner {
-    fn id(&mut self, name: &[u8]) -> u32 {
-        let name = String::from_utf8_lossy(name);
-        if let Some(&id) = self.ids.get(name.as_ref()) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.ids.insert(name.into_owned(), id);
-        id
-    }
-
-    fn name(&self, id: u32) -> &str {
-        &self.names[id as usize]
-    }
-}
-
 fn span_key(trace_id: &[u8], span_id: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -140,40 +118,6 @@ struct Columns {
     parent: Dictionary,
     service: Dictionary,
     peers: Vec<(NodeKind, Dictionary)>,
-}
-
-/// A dictionary-encoded column with its values loaded.
-struct Dictionary {
-    column: Option<BytesColumn>,
-    values: Vec<Vec<u8>>,
-}
-
-impl Dictionary {
-    fn load(column: Option<BytesColumn>) -> tantivy::Result<Dictionary> {
-        let mut values = Vec::new();
-        if let Some(column) = &column {
-            values.reserve(column.num_terms());
-            let mut stream = column.dictionary().stream()?;
-            while stream.advance() {
-                values.push(stream.key().to_vec());
-            }
-        }
-        Ok(Dictionary { column, values })
-    }
-
-    fn first(&self, doc: u32) -> Option<&[u8]> {
-        let ord = self.column.as_ref()?.term_ords(doc).next()?;
-        self.values.get(ord as usize).map(Vec::as_slice)
-    }
-
-    fn first_ord(&self, doc: u32) -> Option<usize> {
-        Some(self.column.as_ref()?.term_ords(doc).next()? as usize)
-    }
-
-    /// The interned id of each dictionary value, by ordinal.
-    fn intern(&self, interner: &mut Interner) -> Vec<u32> {
-        self.values.iter().map(|value| interner.id(value)).collect()
-    }
 }
 
 impl Columns {
@@ -214,6 +158,13 @@ pub fn dependency_graph(
     let mut names = Interner::default();
     let mut spans: HashMap<u64, SpanFacts> = HashMap::new();
     for segment in searcher.segment_readers() {
+        let starts = segment.fast_fields().u64("start_time_unix_nanos")?;
+        if segment.num_docs() == 0
+            || starts.max_value() < query.start_unix_nanos
+            || starts.min_value() > query.end_unix_nanos
+        {
+            continue; // nothing of this segment is in the window
+        }
         let columns = Columns::of(segment)?;
         let service_ids = columns.service.intern(&mut names);
         let peer_ids: Vec<Vec<u32>> = columns

@@ -5,9 +5,11 @@
 //! - [`partial`]: parts of large traces (depth limit, collapsed subtrees, window around a span).
 //! - [`compare`]: structural diff of two traces.
 //! - [`red`]: rate, errors and duration per service and operation, in time buckets.
+//! - [`columns`]: bulk reading of fast-field columns (dictionaries, interning).
 //! - [`analysis`]: critical path, self time, error path, time per service, clock skew.
 
 pub mod analysis;
+pub mod columns;
 pub mod compare;
 pub mod dependencies;
 pub mod partial;

@@ -10,9 +10,12 @@ use std::ops::Bound;
 
 use sightline_collector::SpanStore;
 use tantivy::collector::DocSetCollector;
+use tantivy::columnar::{BytesColumn, StrColumn};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
+
+use super::columns::{Dictionary, Interner};
 
 const STATUS_ERROR: u64 = 2;
 
@@ -116,47 +119,58 @@ pub fn red_series(store: &SpanStore, query: &RedQuery) -> tantivy::Result<Vec<Re
             .push(address.doc_id);
     }
     let step = query.step_nanos.max(1);
-    let mut series: BTreeMap<(String, Option<String>), BTreeMap<u64, RedBucket>> = BTreeMap::new();
+    let mut names = Interner::default();
+    let mut series: BTreeMap<(u32, Option<u32>), BTreeMap<u64, RedBucket>> = BTreeMap::new();
     for (segment_ord, docs) in by_segment {
         let segment = searcher.segment_reader(segment_ord);
         let ff = segment.fast_fields();
         let start = ff.u64("start_time_unix_nanos")?;
         let duration = ff.u64("duration_nanos")?;
         let status = ff.u64("status_code")?;
-        let service = ff.str("service")?;
-        let operation = ff.str("operation")?;
-        let text = |column: &Option<tantivy::columnar::StrColumn>, doc: u32| -> Option<String> {
-            let column = column.as_ref()?;
-            let ord = column.term_ords(doc).next()?;
-            let mut out = String::new();
-            column.ord_to_str(ord, &mut out).ok()?;
-            Some(out)
+        let text = |name: &str| -> tantivy::Result<Dictionary> {
+            Dictionary::load(
+                ff.str(name)?
+                    .map(|column: StrColumn| BytesColumn::clone(&column)),
+            )
         };
+        let services = text("service")?;
+        let service_ids = services.intern(&mut names);
+        let operations = if query.group_by_operation {
+            Some(text("operation")?)
+        } else {
+            None
+        };
+        let operation_ids = operations.as_ref().map(|d| d.intern(&mut names));
         for doc in docs {
             let Some(begin) = start.first(doc) else {
                 continue;
             };
+            let Some(service) = services.first_ord(doc).map(|ord| service_ids[ord]) else {
+                continue;
+            };
+            let operation = operations
+                .as_ref()
+                .zip(operation_ids.as_ref())
+                .and_then(|(dictionary, ids)| dictionary.first_ord(doc).map(|ord| ids[ord]));
             let bucket = query.start_unix_nanos + (begin - query.start_unix_nanos) / step * step;
-            let key = (
-                text(&service, doc).unwrap_or_default(),
-                if query.group_by_operation {
-                    text(&operation, doc)
-                } else {
-                    None
-                },
-            );
-            let entry = series.entry(key).or_default().entry(bucket).or_default();
+            let entry = series
+                .entry((service, operation))
+                .or_default()
+                .entry(bucket)
+                .or_default();
             entry.calls += 1;
             entry.errors += u64::from(status.first(doc) == Some(STATUS_ERROR));
             entry.durations_nanos.push(duration.first(doc).unwrap_or(0));
         }
     }
-    Ok(series
+    let mut series: Vec<RedSeries> = series
         .into_iter()
         .map(|((service, operation), buckets)| RedSeries {
-            service,
-            operation,
+            service: names.name(service).to_owned(),
+            operation: operation.map(|id| names.name(id).to_owned()),
             buckets,
         })
-        .collect())
+        .collect();
+    series.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
+    Ok(series)
 }
