@@ -8,11 +8,13 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
+use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
@@ -48,6 +50,16 @@ pub fn decode_trace_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
     let root = Obj::new(&root, "")?;
     Ok(ExportTraceServiceRequest {
         resource_spans: root.list("resourceSpans", "resource_spans", decode_resource_spans)?,
+    })
+}
+
+/// Decodes an OTLP/JSON `ExportLogsServiceRequest`.
+pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|err| JsonError::Syntax(err.to_string()))?;
+    let root = Obj::new(&root, "")?;
+    Ok(ExportLogsServiceRequest {
+        resource_logs: root.list("resourceLogs", "resource_logs", decode_resource_logs)?,
     })
 }
 
@@ -316,6 +328,79 @@ fn decode_link(value: &Value, path: &str) -> Result<Link> {
         attributes: decode_attributes(&obj)?,
         dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
         flags: obj.u32("flags", "flags")?,
+    })
+}
+
+fn decode_resource_logs(value: &Value, path: &str) -> Result<ResourceLogs> {
+    let obj = Obj::new(value, path)?;
+    Ok(ResourceLogs {
+        resource: obj
+            .object("resource", "resource")?
+            .map(|resource| decode_resource(&resource))
+            .transpose()?,
+        scope_logs: obj.list("scopeLogs", "scope_logs", decode_scope_logs)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
+    })
+}
+
+fn decode_scope_logs(value: &Value, path: &str) -> Result<ScopeLogs> {
+    let obj = Obj::new(value, path)?;
+    Ok(ScopeLogs {
+        scope: obj
+            .object("scope", "scope")?
+            .map(|scope| decode_scope(&scope))
+            .transpose()?,
+        log_records: obj.list("logRecords", "log_records", decode_log_record)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
+    })
+}
+
+/// `SeverityNumber` names, indexed by value.
+const SEVERITY_NUMBERS: &[&str] = &[
+    "SEVERITY_NUMBER_UNSPECIFIED",
+    "SEVERITY_NUMBER_TRACE",
+    "SEVERITY_NUMBER_TRACE2",
+    "SEVERITY_NUMBER_TRACE3",
+    "SEVERITY_NUMBER_TRACE4",
+    "SEVERITY_NUMBER_DEBUG",
+    "SEVERITY_NUMBER_DEBUG2",
+    "SEVERITY_NUMBER_DEBUG3",
+    "SEVERITY_NUMBER_DEBUG4",
+    "SEVERITY_NUMBER_INFO",
+    "SEVERITY_NUMBER_INFO2",
+    "SEVERITY_NUMBER_INFO3",
+    "SEVERITY_NUMBER_INFO4",
+    "SEVERITY_NUMBER_WARN",
+    "SEVERITY_NUMBER_WARN2",
+    "SEVERITY_NUMBER_WARN3",
+    "SEVERITY_NUMBER_WARN4",
+    "SEVERITY_NUMBER_ERROR",
+    "SEVERITY_NUMBER_ERROR2",
+    "SEVERITY_NUMBER_ERROR3",
+    "SEVERITY_NUMBER_ERROR4",
+    "SEVERITY_NUMBER_FATAL",
+    "SEVERITY_NUMBER_FATAL2",
+    "SEVERITY_NUMBER_FATAL3",
+    "SEVERITY_NUMBER_FATAL4",
+];
+
+fn decode_log_record(value: &Value, path: &str) -> Result<OtlpLogRecord> {
+    let obj = Obj::new(value, path)?;
+    Ok(OtlpLogRecord {
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        observed_time_unix_nano: obj.u64("observedTimeUnixNano", "observed_time_unix_nano")?,
+        severity_number: obj.enumeration("severityNumber", "severity_number", SEVERITY_NUMBERS)?,
+        severity_text: obj.string("severityText", "severity_text")?,
+        body: obj
+            .get("body", "body")
+            .map(|(value, path)| decode_any_value(value, &path, 0))
+            .transpose()?,
+        attributes: decode_attributes(&obj)?,
+        dropped_attributes_count: obj.u32("droppedAttributesCount", "dropped_attributes_count")?,
+        flags: obj.u32("flags", "flags")?,
+        trace_id: obj.hex_bytes("traceId", "trace_id")?,
+        span_id: obj.hex_bytes("spanId", "span_id")?,
+        event_name: obj.string("eventName", "event_name")?,
     })
 }
 
@@ -698,6 +783,38 @@ pub fn encode_double(x: f64) -> Value {
     }
 }
 
+/// A value as plain JSON, as Go's `encoding/json` writes pdata's `AsRaw()`: arrays as arrays,
+/// maps as objects with sorted keys (the last of duplicate keys wins), bytes as base64, empty
+/// values as null.
+pub fn plain_json(value: &OtlpValue) -> Value {
+    fn any(value: Option<&AnyValue>) -> Value {
+        value
+            .and_then(|value| value.value.as_ref())
+            .map_or(Value::Null, plain_json)
+    }
+    match value {
+        OtlpValue::StringValue(text) => Value::String(text.clone()),
+        OtlpValue::BoolValue(flag) => Value::Bool(*flag),
+        OtlpValue::IntValue(n) => Value::from(*n),
+        OtlpValue::DoubleValue(x) => encode_double(*x),
+        OtlpValue::BytesValue(bytes) => Value::String(BASE64.encode(bytes)),
+        OtlpValue::ArrayValue(array) => {
+            Value::Array(array.values.iter().map(|v| any(Some(v))).collect())
+        }
+        OtlpValue::KvlistValue(list) => {
+            let mut entries: Vec<&KeyValue> = list.values.iter().collect();
+            // Sorted here so that the order does not depend on serde_json's `preserve_order`.
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            let mut object = Map::with_capacity(entries.len());
+            for kv in entries {
+                object.insert(kv.key.clone(), any(kv.value.as_ref()));
+            }
+            Value::Object(object)
+        }
+        OtlpValue::StringValueStrindex(_) => Value::Null,
+    }
+}
+
 /// The JSON body of an `Export*ServiceResponse`: `{}` on full success (partial_success MUST be
 /// unset), else `{"partialSuccess": {"<rejected_field>": "<count>", "errorMessage": "..."}}`,
 /// where `rejected_field` is `rejectedSpans`, `rejectedLogRecords` or `rejectedDataPoints`.
@@ -890,6 +1007,190 @@ mod tests {
         assert_eq!(
             body,
             json!({"partialSuccess": {"rejectedSpans": "3", "errorMessage": "why"}})
+        );
+    }
+
+    fn decode_logs(value: Value) -> Result<ExportLogsServiceRequest> {
+        decode_logs_request(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn every_log_record_field_is_decoded() {
+        let kv = |key: &str, value: OtlpValue| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let body = json!({"resourceLogs": [{
+            "resource": {
+                "attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}],
+                "droppedAttributesCount": 1
+            },
+            "scopeLogs": [{
+                "scope": {"name": "lib", "version": "1", "droppedAttributesCount": 2},
+                "logRecords": [{
+                    "timeUnixNano": "18446744073709551615",
+                    "observedTimeUnixNano": "1700000000000000001",
+                    "severityNumber": 17,
+                    "severityText": "Error",
+                    "body": {"kvlistValue": {"values": [
+                        {"key": "msg", "value": {"stringValue": "boom"}},
+                        {"key": "n", "value": {"intValue": "-7"}}
+                    ]}},
+                    "attributes": [{"key": "d", "value": {"doubleValue": 0.5}}],
+                    "droppedAttributesCount": 3,
+                    "flags": 1,
+                    "traceId": "0102030405060708090a0b0c0d0e0f10",
+                    "spanId": "A1A2A3A4A5A6A7A8",
+                    "eventName": "app.crash"
+                }],
+                "schemaUrl": "s1"
+            }],
+            "schemaUrl": "s2"
+        }]});
+        let expected = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", OtlpValue::StringValue("svc".into()))],
+                    dropped_attributes_count: 1,
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        version: "1".into(),
+                        attributes: vec![],
+                        dropped_attributes_count: 2,
+                    }),
+                    log_records: vec![OtlpLogRecord {
+                        time_unix_nano: u64::MAX,
+                        observed_time_unix_nano: 1_700_000_000_000_000_001,
+                        severity_number: 17,
+                        severity_text: "Error".into(),
+                        body: Some(AnyValue {
+                            value: Some(OtlpValue::KvlistValue(KeyValueList {
+                                values: vec![
+                                    kv("msg", OtlpValue::StringValue("boom".into())),
+                                    kv("n", OtlpValue::IntValue(-7)),
+                                ],
+                            })),
+                        }),
+                        attributes: vec![kv("d", OtlpValue::DoubleValue(0.5))],
+                        dropped_attributes_count: 3,
+                        flags: 1,
+                        trace_id: (1..=16).collect(),
+                        span_id: vec![0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8],
+                        event_name: "app.crash".into(),
+                    }],
+                    schema_url: "s1".into(),
+                }],
+                schema_url: "s2".into(),
+            }],
+        };
+        assert_eq!(decode_logs(body).unwrap(), expected);
+    }
+
+    #[test]
+    fn log_snake_case_numbers_and_severity_names_are_accepted() {
+        let camel = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+            "timeUnixNano": "10", "observedTimeUnixNano": "11",
+            "severityNumber": 14, "severityText": "WARN2",
+            "body": {"stringValue": "hello"},
+            "droppedAttributesCount": "2", "flags": "1",
+            "traceId": "0102030405060708090A0B0C0D0E0F10", "spanId": "",
+            "eventName": "e"
+        }]}]}]});
+        let snake = json!({"resource_logs": [{"scope_logs": [{"log_records": [{
+            "time_unix_nano": 10, "observed_time_unix_nano": 11,
+            "severity_number": "SEVERITY_NUMBER_WARN2", "severity_text": "WARN2",
+            "body": {"string_value": "hello"},
+            "dropped_attributes_count": 2, "flags": 1,
+            "trace_id": "0102030405060708090a0b0c0d0e0f10",
+            "event_name": "e", "unknownField": {"a": 1}
+        }]}]}]});
+        let from_camel = decode_logs(camel).unwrap();
+        assert_eq!(from_camel, decode_logs(snake).unwrap());
+        let record = &from_camel.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(record.severity_number, 14);
+        assert_eq!(record.time_unix_nano, 10);
+        assert_eq!(record.trace_id[9], 0x0a);
+        assert!(record.span_id.is_empty());
+        assert_eq!(decode_logs(json!({})).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn severity_names_are_the_generated_ones() {
+        use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+        for (number, name) in SEVERITY_NUMBERS.iter().enumerate() {
+            let generated = SeverityNumber::try_from(number as i32).unwrap();
+            assert_eq!(generated.as_str_name(), *name);
+        }
+        assert!(SeverityNumber::try_from(SEVERITY_NUMBERS.len() as i32).is_err());
+    }
+
+    #[test]
+    fn log_errors_name_the_field() {
+        let err = decode_logs(
+            json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{}, {"traceId": "0g"}]}]}]}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("resourceLogs[0].scopeLogs[0].logRecords[1].traceId: not valid hex"),
+            "{err}"
+        );
+        let err = decode_logs(
+            json!({"resource_logs": [{"scope_logs": [{"log_records": [{"severity_number": "LOUD"}]}]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resource_logs[0].scope_logs[0].log_records[0].severity_number: \
+             expected an integer, got \"LOUD\""
+        );
+        let err = decode_logs(json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+            {"body": {"kvlistValue": {"values": [{"key": "k", "value": {"intValue": 1.5}}]}}}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceLogs[0].scopeLogs[0].logRecords[0].body.kvlistValue.values[0].value.intValue: \
+             expected an integer, got 1.5"
+        );
+        let mut value = json!({"stringValue": "leaf"});
+        for _ in 0..34 {
+            value = json!({"arrayValue": {"values": [value]}});
+        }
+        let err = decode_logs(
+            json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": value}]}]}]}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("resourceLogs[0].scopeLogs[0].logRecords[0].body.arrayValue"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nested deeper than 32"), "{err}");
+        assert!(matches!(
+            decode_logs_request(b"").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
+    }
+
+    #[test]
+    fn export_response_names_rejected_log_records() {
+        let body: Value = serde_json::from_slice(&encode_export_response(Some((
+            "rejectedLogRecords",
+            2,
+            "2 log records rejected: 2 x span_id must be 8 bytes, got 3",
+        ))))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"partialSuccess": {
+                "rejectedLogRecords": "2",
+                "errorMessage": "2 log records rejected: 2 x span_id must be 8 bytes, got 3"
+            }})
         );
     }
 }

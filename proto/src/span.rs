@@ -1,18 +1,16 @@
 //! [`SpanRecord`]: one span with its resource and scope, as the span store keeps it.
 //!
 //! On disk a record is an OTLP `ResourceSpans` message holding exactly one scope with exactly one
-//! span, so nothing an exporter sent is lost and any OTLP tool can read it back. The encoder
-//! writes the resource and scope from bytes encoded once per batch, so a batch of spans sharing a
-//! resource does not clone it per span.
+//! span, so nothing an exporter sent is lost and any OTLP tool can read it back. The encoder is
+//! [`OneRecordEncoder`], shared with log records.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
-use prost::bytes::BufMut;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
 
+use crate::record::OneRecordEncoder;
 use crate::{SpanId, TraceId};
 
 /// The service name used when a resource carries no `service.name`.
@@ -100,87 +98,7 @@ impl SpanRecord {
 
 /// Encodes the spans of one resource and scope as [`SpanRecord`] bytes, encoding the shared
 /// resource and scope once.
-pub struct SpanRecordEncoder {
-    resource: Vec<u8>,
-    resource_schema_url: String,
-    scope: Vec<u8>,
-    scope_schema_url: String,
-}
-
-// Field numbers of ResourceSpans and ScopeSpans in opentelemetry/proto/trace/v1/trace.proto.
-const RESOURCE_SPANS_RESOURCE: u32 = 1;
-const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
-const RESOURCE_SPANS_SCHEMA_URL: u32 = 3;
-const SCOPE_SPANS_SCOPE: u32 = 1;
-const SCOPE_SPANS_SPANS: u32 = 2;
-const SCOPE_SPANS_SCHEMA_URL: u32 = 3;
-
-impl SpanRecordEncoder {
-    pub fn new(
-        resource: Option<&Resource>,
-        resource_schema_url: &str,
-        scope: Option<&InstrumentationScope>,
-        scope_schema_url: &str,
-    ) -> Self {
-        Self {
-            resource: resource.map(Message::encode_to_vec).unwrap_or_default(),
-            resource_schema_url: resource_schema_url.to_owned(),
-            scope: scope.map(Message::encode_to_vec).unwrap_or_default(),
-            scope_schema_url: scope_schema_url.to_owned(),
-        }
-    }
-
-    /// Appends the encoded record of `span` to `out`.
-    pub fn encode(&self, span: &OtlpSpan, out: &mut Vec<u8>) {
-        let span_len = span.encoded_len();
-        let scope_spans_len = len_delimited_len(SCOPE_SPANS_SCOPE, self.scope.len())
-            + len_delimited_len(SCOPE_SPANS_SPANS, span_len)
-            + string_len(SCOPE_SPANS_SCHEMA_URL, &self.scope_schema_url);
-        let total = len_delimited_len(RESOURCE_SPANS_RESOURCE, self.resource.len())
-            + len_delimited_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len)
-            + string_len(RESOURCE_SPANS_SCHEMA_URL, &self.resource_schema_url);
-        out.reserve(total);
-
-        put_len_delimited(RESOURCE_SPANS_RESOURCE, &self.resource, out);
-        encode_key(RESOURCE_SPANS_SCOPE_SPANS, WireType::LengthDelimited, out);
-        encode_varint(scope_spans_len as u64, out);
-        put_len_delimited(SCOPE_SPANS_SCOPE, &self.scope, out);
-        encode_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, out);
-        encode_varint(span_len as u64, out);
-        span.encode_raw(out);
-        put_string(SCOPE_SPANS_SCHEMA_URL, &self.scope_schema_url, out);
-        put_string(RESOURCE_SPANS_SCHEMA_URL, &self.resource_schema_url, out);
-    }
-}
-
-fn key_len(field: u32) -> usize {
-    encoded_len_varint(u64::from(field << 3))
-}
-
-fn len_delimited_len(field: u32, len: usize) -> usize {
-    key_len(field) + encoded_len_varint(len as u64) + len
-}
-
-/// Strings are omitted when empty, as proto3 does.
-fn string_len(field: u32, text: &str) -> usize {
-    if text.is_empty() {
-        0
-    } else {
-        len_delimited_len(field, text.len())
-    }
-}
-
-fn put_len_delimited(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    encode_key(field, WireType::LengthDelimited, out);
-    encode_varint(bytes.len() as u64, out);
-    out.put_slice(bytes);
-}
-
-fn put_string(field: u32, text: &str, out: &mut Vec<u8>) {
-    if !text.is_empty() {
-        put_len_delimited(field, text.as_bytes(), out);
-    }
-}
+pub type SpanRecordEncoder = OneRecordEncoder<OtlpSpan>;
 
 #[cfg(test)]
 mod tests {
