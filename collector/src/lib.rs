@@ -7,18 +7,26 @@
 //!   thread with group fsync, and the indexer thread that commits on a timer.
 //! - [`wal`]: the write-ahead log: segment files of checksummed frames, replay, truncation.
 //! - [`span_store`]: the tantivy span index and its lookups (trace by id, services, operations).
+//! - [`log_store`]: the tantivy log index: severity, body text, attributes, correlation ids.
+//! - [`retention`]: deleting records by age and to stay within the disk budget.
 //! - [`error`]: request failures and their gRPC codes and HTTP statuses, in one place.
 //! - [`metrics`]: Sightline's own ingest metrics.
 
 pub mod error;
+mod index;
+pub mod log_store;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
+pub mod retention;
 pub mod span_store;
 pub mod wal;
 
 pub use error::IngestError;
+pub use index::StoreSettings;
+pub use log_store::{LogSettings, LogStore};
 pub use metrics::IngestMetrics;
-pub use pipeline::{Ingester, Pipeline, PipelineSettings, Transport};
+pub use pipeline::{Ingester, Lane, Pipeline, PipelineSettings, Signal, Transport};
 pub use receiver::RequestLimits;
-pub use span_store::{SpanStore, SpanStoreSettings};
+pub use retention::RetentionSettings;
+pub use span_store::SpanStore;

@@ -2,8 +2,8 @@
 //! batch, never per record, and never with unbounded labels.
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The metrics of the ingest path. Clones share the same series.
@@ -18,17 +18,23 @@ pub struct IngestMetrics {
     /// Whole requests refused, by `reason` (malformed, too_large, overloaded, unavailable, unimplemented, unsupported_media_type).
     pub requests_refused: IntCounterVec,
     pub request_duration: HistogramVec,
-    pub wal_bytes: IntGauge,
-    pub wal_written_bytes: IntCounter,
-    pub wal_fsyncs: IntCounter,
+    /// The per-lane series below are labelled by `signal` (traces, logs).
+    pub wal_bytes: IntGaugeVec,
+    pub wal_written_bytes: IntCounterVec,
+    pub wal_fsyncs: IntCounterVec,
     pub ingest_queue_bytes: IntGauge,
-    pub index_commit_duration: Histogram,
-    pub index_errors: IntCounter,
+    pub index_commit_duration: HistogramVec,
+    pub index_errors: IntCounterVec,
+    /// Records deleted by retention, by `signal` and `reason` (age, disk).
+    pub retention_removed: IntCounterVec,
+    /// Bytes of the data directory, as retention last measured it.
+    pub data_dir_bytes: IntGauge,
 }
 
 impl IngestMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let labels = &["signal", "transport"];
+        let signal = &["signal"];
         let metrics = IngestMetrics {
             records_received: IntCounterVec::new(
                 Opts::new(
@@ -66,32 +72,56 @@ impl IngestMetrics {
                 .buckets(exponential_buckets(0.0005, 2.0, 14)?),
                 labels,
             )?,
-            wal_bytes: IntGauge::new(
-                "sightline_wal_bytes",
-                "Bytes of write-ahead-log segments on disk.",
+            wal_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "sightline_wal_bytes",
+                    "Bytes of write-ahead-log segments on disk.",
+                ),
+                signal,
             )?,
-            wal_written_bytes: IntCounter::new(
-                "sightline_wal_written_bytes_total",
-                "Bytes appended to the write-ahead log.",
+            wal_written_bytes: IntCounterVec::new(
+                Opts::new(
+                    "sightline_wal_written_bytes_total",
+                    "Bytes appended to the write-ahead log.",
+                ),
+                signal,
             )?,
-            wal_fsyncs: IntCounter::new(
-                "sightline_wal_fsyncs_total",
-                "fsync calls of the write-ahead log (one per group of concurrent requests).",
+            wal_fsyncs: IntCounterVec::new(
+                Opts::new(
+                    "sightline_wal_fsyncs_total",
+                    "fsync calls of the write-ahead log (one per group of concurrent requests).",
+                ),
+                signal,
             )?,
             ingest_queue_bytes: IntGauge::new(
                 "sightline_ingest_queue_bytes",
                 "Bytes of accepted requests between decoding and indexing (bounded by the ingest queue setting).",
             )?,
-            index_commit_duration: Histogram::with_opts(
+            index_commit_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "sightline_index_commit_duration_seconds",
-                    "Duration of span index commits.",
+                    "Duration of index commits.",
                 )
                 .buckets(exponential_buckets(0.001, 2.0, 14)?),
+                signal,
             )?,
-            index_errors: IntCounter::new(
-                "sightline_index_errors_total",
-                "Batches the span index failed to add or commit (see the logs).",
+            index_errors: IntCounterVec::new(
+                Opts::new(
+                    "sightline_index_errors_total",
+                    "Records or batches an index failed to add or commit (see the logs).",
+                ),
+                signal,
+            )?,
+            retention_removed: IntCounterVec::new(
+                Opts::new(
+                    "sightline_retention_removed_records_total",
+                    "Records deleted by retention, by reason: age (older than the maximum age) or disk (over the disk budget).",
+                ),
+                &["signal", "reason"],
+            )?,
+            data_dir_bytes: IntGauge::new(
+                "sightline_data_dir_bytes",
+                "Bytes of the data directory, as retention last measured it.",
             )?,
         };
         registry.register(Box::new(metrics.records_received.clone()))?;
@@ -105,6 +135,8 @@ impl IngestMetrics {
         registry.register(Box::new(metrics.ingest_queue_bytes.clone()))?;
         registry.register(Box::new(metrics.index_commit_duration.clone()))?;
         registry.register(Box::new(metrics.index_errors.clone()))?;
+        registry.register(Box::new(metrics.retention_removed.clone()))?;
+        registry.register(Box::new(metrics.data_dir_bytes.clone()))?;
         Ok(metrics)
     }
 }

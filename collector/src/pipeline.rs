@@ -1,5 +1,5 @@
-//! The ingest pipeline: one path from a decoded export request to the span index, shared by
-//! both transports.
+//! The ingest pipeline: one path from a decoded export request to an index, shared by both
+//! transports and by every signal that lives in a tantivy index (spans and logs).
 //!
 //! ```text
 //! receiver ──(ingest budget, bytes)──▶ [WAL queue] ──▶ WAL writer thread ──fsync──▶ ack
@@ -7,46 +7,62 @@
 //!                                                          ▼
 //!                                                   [index queue] ──▶ indexer thread ──▶ tantivy
 //!                                                                        (commit every interval,
-//!                                                                         then truncate the WAL)
+//!                                                                         then truncate the WAL;
+//!                                                                         retention deletes)
 //! ```
 //!
-//! Memory is bounded by the ingest budget: a request holds a share of it, in bytes of its
-//! encoded size, from decoding until its documents are handed to the index writer. When the
-//! budget is spent, requests are refused with a retryable error instead of queueing.
-//! Concurrent requests share one fsync: the WAL writer drains every queued batch, writes them,
-//! syncs once and acknowledges them all.
+//! Each signal has its own lane: its own write-ahead log, WAL writer thread, indexer thread and
+//! index, so a burst of logs never waits behind a span commit. Memory is bounded by one ingest
+//! budget shared by the lanes: a request holds a share of it, in bytes of its encoded size, from
+//! decoding until its documents are handed to the index writer. When the budget is spent,
+//! requests are refused with a retryable error instead of queueing. Concurrent requests share
+//! one fsync: the WAL writer drains every queued batch, writes them, syncs once and
+//! acknowledges them all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use sightline_proto::validate::{count_spans, validate_trace_request, Rejected};
-use tantivy::{IndexWriter, TantivyDocument};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use sightline_proto::validate::{
+    count_log_records, count_spans, validate_logs_request, validate_trace_request, Rejected,
+};
+use tantivy::schema::Field;
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, info, warn};
 
 use crate::error::IngestError;
+use crate::log_store::{LogEncoder, LogStore};
 use crate::metrics::IngestMetrics;
-use crate::span_store::{SpanBatch, SpanFields, SpanStore, SpanStoreError};
+use crate::retention::{Retention, RetentionSettings};
+use crate::span_store::{SpanFields, SpanStore};
 use crate::wal::{self, RecordKind, WalError, WalSegments, WalWriter};
 
 /// Batches the WAL writer takes from its queue for one fsync, at most.
 const MAX_BATCHES_PER_SYNC: usize = 1024;
 /// Capacity of the queues, in batches; the ingest budget bounds them in bytes well before.
 const QUEUE_CAPACITY: usize = 4096;
+/// Bits of a record id that number the records of one batch: `id = seq << BITS | position`.
+pub const BATCH_POSITION_BITS: u32 = 24;
+/// Where in the data directory the span index lives.
+pub const SPAN_INDEX_DIR: &str = "spans";
+/// Where in the data directory the log index lives.
+pub const LOG_INDEX_DIR: &str = "logs";
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     /// Bytes of accepted-but-not-yet-indexed requests held in memory, at most.
     pub ingest_queue_bytes: usize,
-    /// How often the span index commits; a span is searchable within this interval after its
+    /// How often the indexes commit; a record is searchable within this interval after its
     /// acknowledgement (plus the commit's own duration).
     pub commit_interval: Duration,
     /// Size at which the write-ahead log starts a new segment file.
     pub wal_segment_bytes: u64,
+    pub retention: RetentionSettings,
 }
 
 impl Default for PipelineSettings {
@@ -55,6 +71,7 @@ impl Default for PipelineSettings {
             ingest_queue_bytes: 16 << 20,
             commit_interval: Duration::from_millis(1000),
             wal_segment_bytes: 64 << 20,
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -63,8 +80,11 @@ impl Default for PipelineSettings {
 pub enum PipelineError {
     #[error(transparent)]
     Wal(#[from] WalError),
-    #[error(transparent)]
-    Store(#[from] SpanStoreError),
+    #[error("{signal} index error: {source}")]
+    Index {
+        signal: &'static str,
+        source: tantivy::TantivyError,
+    },
     #[error("failed to start a pipeline thread: {0}")]
     Thread(std::io::Error),
 }
@@ -85,9 +105,116 @@ impl Transport {
     }
 }
 
+/// A signal with a lane of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    /// The `signal` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+
+    fn record_kind(self) -> RecordKind {
+        match self {
+            Signal::Traces => RecordKind::Spans,
+            Signal::Logs => RecordKind::Logs,
+        }
+    }
+}
+
+/// Encoded records of one request: the write-ahead-log payload and the index documents.
+pub struct Batch {
+    /// Each record as `[varint length][record bytes]`.
+    pub payload: Vec<u8>,
+    pub documents: Vec<TantivyDocument>,
+}
+
+/// Rebuilds the documents of a write-ahead-log payload.
+type Decode = Box<dyn Fn(&[u8]) -> Result<Vec<TantivyDocument>, String> + Send>;
+
+/// Everything the pipeline needs to run one signal's lane.
+pub struct Lane {
+    pub signal: Signal,
+    pub wal_dir: PathBuf,
+    pub index_dir: PathBuf,
+    pub index: Index,
+    pub reader: IndexReader,
+    pub writer: IndexWriter,
+    pub decode: Decode,
+    /// A u64 field that receives each record's id (`seq << 24 | position in batch`), unique
+    /// and growing with ingest order; the same after a replay.
+    pub id_field: Option<Field>,
+    /// The u64 nanosecond timestamp field retention deletes by.
+    pub time_field: Field,
+    /// Receives the last committed (searchable) write-ahead-log sequence number after each
+    /// commit.
+    pub commits: watch::Sender<u64>,
+}
+
+impl Lane {
+    /// The span lane; `data_dir` holds `wal/` and the index in `spans/`.
+    pub fn spans(
+        store: &SpanStore,
+        writer: IndexWriter,
+        data_dir: &Path,
+        commits: watch::Sender<u64>,
+    ) -> Lane {
+        let fields = *store.fields();
+        Lane {
+            signal: Signal::Traces,
+            wal_dir: data_dir.join("wal"),
+            index_dir: data_dir.join(SPAN_INDEX_DIR),
+            index: store.index().clone(),
+            reader: store.reader().clone(),
+            writer,
+            decode: Box::new(move |payload| {
+                fields
+                    .documents_from_payload(payload)
+                    .map_err(|err| err.to_string())
+            }),
+            id_field: None,
+            time_field: fields.start_time_unix_nanos,
+            commits,
+        }
+    }
+
+    /// The log lane; `data_dir` holds `logs-wal/` and the index in `logs/`.
+    pub fn logs(
+        store: &LogStore,
+        writer: IndexWriter,
+        data_dir: &Path,
+        commits: watch::Sender<u64>,
+    ) -> Lane {
+        let encoder = store.encoder();
+        Lane {
+            signal: Signal::Logs,
+            wal_dir: data_dir.join("logs-wal"),
+            index_dir: data_dir.join(LOG_INDEX_DIR),
+            index: store.index().clone(),
+            reader: store.reader().clone(),
+            writer,
+            decode: Box::new(move |payload| {
+                encoder
+                    .documents_from_payload(payload)
+                    .map_err(|err| err.to_string())
+            }),
+            id_field: Some(store.fields().id),
+            time_field: store.fields().time,
+            commits,
+        }
+    }
+}
+
 enum WalCommand {
     Append {
-        batch: SpanBatch,
+        batch: Batch,
         permit: OwnedSemaphorePermit,
         ack: oneshot::Sender<Result<(), String>>,
     },
@@ -111,8 +238,10 @@ pub struct Ingester {
 struct IngesterInner {
     budget: Arc<Semaphore>,
     budget_bytes: usize,
-    wal_tx: SyncSender<WalCommand>,
-    fields: SpanFields,
+    traces_tx: SyncSender<WalCommand>,
+    logs_tx: SyncSender<WalCommand>,
+    span_fields: SpanFields,
+    log_encoder: LogEncoder,
     metrics: IngestMetrics,
 }
 
@@ -126,19 +255,47 @@ impl Ingester {
         encoded_bytes: usize,
         transport: Transport,
     ) -> Result<Rejected, IngestError> {
+        let fields = self.inner.span_fields;
+        self.export(Signal::Traces, encoded_bytes, transport, move || {
+            let received = count_spans(&request);
+            let rejected = validate_trace_request(&mut request);
+            let batch = fields.batch(&request);
+            (received, rejected, batch)
+        })
+        .await
+    }
+
+    /// As [`Ingester::export_traces`], for log records.
+    pub async fn export_logs(
+        &self,
+        mut request: ExportLogsServiceRequest,
+        encoded_bytes: usize,
+        transport: Transport,
+    ) -> Result<Rejected, IngestError> {
+        let encoder = self.inner.log_encoder;
+        self.export(Signal::Logs, encoded_bytes, transport, move || {
+            let received = count_log_records(&request);
+            let rejected = validate_logs_request(&mut request);
+            let batch = encoder.batch(&mut request);
+            (received, rejected, batch)
+        })
+        .await
+    }
+
+    async fn export(
+        &self,
+        signal: Signal,
+        encoded_bytes: usize,
+        transport: Transport,
+        prepare: impl FnOnce() -> (u64, Rejected, Batch) + Send + 'static,
+    ) -> Result<Rejected, IngestError> {
         let started = Instant::now();
-        let labels = ["traces", transport.label()];
+        let labels = [signal.label(), transport.label()];
         let result = async {
             let permit = self.acquire_budget(encoded_bytes)?;
-            let fields = self.inner.fields;
-            let (received, rejected, batch) = tokio::task::spawn_blocking(move || {
-                let received = count_spans(&request);
-                let rejected = validate_trace_request(&mut request);
-                let batch = SpanBatch::from_request(&fields, &request);
-                (received, rejected, batch)
-            })
-            .await
-            .map_err(|err| IngestError::Unavailable(format!("ingest task failed: {err}")))?;
+            let (received, rejected, batch) = tokio::task::spawn_blocking(prepare)
+                .await
+                .map_err(|err| IngestError::Unavailable(format!("ingest task failed: {err}")))?;
             let metrics = &self.inner.metrics;
             metrics
                 .records_received
@@ -150,7 +307,7 @@ impl Ingester {
                 .inc_by(rejected.count);
             let accepted = batch.documents.len() as u64;
             if accepted > 0 {
-                self.append(batch, permit).await?;
+                self.append(signal, batch, permit).await?;
                 metrics
                     .records_accepted
                     .with_label_values(&labels)
@@ -187,26 +344,26 @@ impl Ingester {
             .clone()
             .try_acquire_many_owned(permits)
             .map_err(|_| IngestError::Overloaded)?;
-        self.update_queue_gauge();
+        update_queue_gauge(
+            &self.inner.metrics,
+            &self.inner.budget,
+            self.inner.budget_bytes,
+        );
         Ok(permit)
-    }
-
-    fn update_queue_gauge(&self) {
-        let in_use = self.inner.budget_bytes - self.inner.budget.available_permits();
-        self.inner.metrics.ingest_queue_bytes.set(in_use as i64);
     }
 
     async fn append(
         &self,
-        batch: SpanBatch,
+        signal: Signal,
+        batch: Batch,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), IngestError> {
         let (ack, acked) = oneshot::channel();
-        match self
-            .inner
-            .wal_tx
-            .try_send(WalCommand::Append { batch, permit, ack })
-        {
+        let tx = match signal {
+            Signal::Traces => &self.inner.traces_tx,
+            Signal::Logs => &self.inner.logs_tx,
+        };
+        match tx.try_send(WalCommand::Append { batch, permit, ack }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(IngestError::Overloaded),
             Err(TrySendError::Disconnected(_)) => {
@@ -220,107 +377,56 @@ impl Ingester {
     }
 }
 
-/// The running pipeline: its threads and the handle to feed it.
-pub struct Pipeline {
-    ingester: Ingester,
+fn update_queue_gauge(metrics: &IngestMetrics, budget: &Semaphore, budget_bytes: usize) {
+    let in_use = budget_bytes - budget.available_permits();
+    metrics.ingest_queue_bytes.set(in_use as i64);
+}
+
+/// The threads of one lane.
+struct RunningLane {
+    tx: SyncSender<WalCommand>,
     wal_thread: JoinHandle<()>,
     index_thread: JoinHandle<()>,
 }
 
+/// The running pipeline: its threads and the handle to feed it.
+pub struct Pipeline {
+    ingester: Ingester,
+    lanes: Vec<RunningLane>,
+}
+
 impl Pipeline {
-    /// Replays the write-ahead log in `wal_dir` into the span index (everything after the
-    /// index's last commit), commits, then starts the WAL writer and indexer threads.
+    /// Replays each lane's write-ahead log into its index (everything after the index's last
+    /// commit), commits, then starts the WAL writer and indexer threads of both lanes.
     /// Blocking: call it from a blocking context.
     pub fn start(
-        store: SpanStore,
-        mut writer: IndexWriter,
-        wal_dir: &Path,
+        spans: Lane,
+        logs: Lane,
+        span_fields: SpanFields,
+        log_encoder: LogEncoder,
         settings: &PipelineSettings,
+        retention: Retention,
         metrics: IngestMetrics,
     ) -> Result<Pipeline, PipelineError> {
-        let committed_seq = store.committed_seq()?;
-        let fields = *store.fields();
-        let started = Instant::now();
-        let mut replayed_spans = 0u64;
-        let mut last_seq = committed_seq;
-        let wal = wal::open(
-            wal_dir,
-            committed_seq,
-            settings.wal_segment_bytes,
-            |frame| {
-                last_seq = last_seq.max(frame.seq);
-                match frame.kind {
-                    RecordKind::Spans => {
-                        match SpanBatch::documents_from_payload(&fields, &frame.payload) {
-                            Ok(documents) => {
-                                for document in documents {
-                                    replayed_spans += 1;
-                                    if let Err(err) = writer.add_document(document) {
-                                        metrics.index_errors.inc();
-                                        error!(seq = frame.seq, error = %err, "failed to index a replayed span");
-                                    }
-                                }
-                            }
-                            Err(err) => {
-                                metrics.index_errors.inc();
-                                error!(seq = frame.seq, error = %err, "corrupt span batch in the write-ahead log");
-                            }
-                        }
-                    }
-                }
-            },
-        )?;
-        if last_seq > committed_seq {
-            commit(&mut writer, &store, last_seq, &wal.segments(), &metrics)?;
-        }
-        info!(
-            replayed_spans,
-            committed_seq = last_seq,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "write-ahead log replayed"
-        );
-        metrics.wal_bytes.set(wal.segments().disk_bytes() as i64);
-
-        let (wal_tx, wal_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let (index_tx, index_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let segments = wal.segments();
-        let wal_metrics = metrics.clone();
-        let wal_thread = std::thread::Builder::new()
-            .name("sightline-wal".into())
-            .spawn(move || run_wal_writer(wal, wal_rx, index_tx, wal_metrics))
-            .map_err(PipelineError::Thread)?;
-        let index_metrics = metrics.clone();
-        let commit_interval = settings.commit_interval;
         let budget = Arc::new(Semaphore::new(settings.ingest_queue_bytes));
-        let index_budget = budget.clone();
-        let budget_bytes = settings.ingest_queue_bytes;
-        let index_thread = std::thread::Builder::new()
-            .name("sightline-indexer".into())
-            .spawn(move || {
-                let indexer = Indexer {
-                    writer,
-                    store,
-                    segments,
-                    metrics: index_metrics,
-                    last_seq,
-                    dirty: false,
-                };
-                indexer.run(index_rx, commit_interval, &index_budget, budget_bytes)
-            })
-            .map_err(PipelineError::Thread)?;
+        let mut running = Vec::new();
+        for lane in [spans, logs] {
+            running.push(start_lane(lane, settings, &budget, &retention, &metrics)?);
+        }
         let ingester = Ingester {
             inner: Arc::new(IngesterInner {
                 budget,
-                budget_bytes,
-                wal_tx,
-                fields,
+                budget_bytes: settings.ingest_queue_bytes,
+                traces_tx: running[0].tx.clone(),
+                logs_tx: running[1].tx.clone(),
+                span_fields,
+                log_encoder,
                 metrics,
             }),
         };
         Ok(Pipeline {
             ingester,
-            wal_thread,
-            index_thread,
+            lanes: running,
         })
     }
 
@@ -331,23 +437,155 @@ impl Pipeline {
     /// Writes and indexes everything already queued, commits, and stops the threads. Requests
     /// arriving afterwards are refused as unavailable. Blocking.
     pub fn shutdown(self) {
-        let _ = self.ingester.inner.wal_tx.send(WalCommand::Shutdown);
-        if self.wal_thread.join().is_err() {
-            error!("write-ahead log thread panicked");
+        for lane in &self.lanes {
+            let _ = lane.tx.send(WalCommand::Shutdown);
         }
-        if self.index_thread.join().is_err() {
-            error!("indexer thread panicked");
+        for lane in self.lanes {
+            if lane.wal_thread.join().is_err() {
+                error!("write-ahead log thread panicked");
+            }
+            if lane.index_thread.join().is_err() {
+                error!("indexer thread panicked");
+            }
         }
         info!("ingest pipeline stopped");
     }
 }
 
+fn committed_seq(index: &Index) -> Result<u64, tantivy::TantivyError> {
+    Ok(index
+        .load_metas()?
+        .payload
+        .and_then(|payload| payload.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Adds each document's record id, if the lane has an id field.
+fn stamp_ids(id_field: Option<Field>, seq: u64, documents: &mut [TantivyDocument]) {
+    if let Some(field) = id_field {
+        for (position, document) in documents.iter_mut().enumerate() {
+            document.add_u64(field, (seq << BATCH_POSITION_BITS) | position as u64);
+        }
+    }
+}
+
+fn start_lane(
+    lane: Lane,
+    settings: &PipelineSettings,
+    budget: &Arc<Semaphore>,
+    retention: &Retention,
+    metrics: &IngestMetrics,
+) -> Result<RunningLane, PipelineError> {
+    let Lane {
+        signal,
+        wal_dir,
+        index_dir,
+        index,
+        reader,
+        writer,
+        decode,
+        id_field,
+        time_field,
+        commits,
+    } = lane;
+    let label = signal.label();
+    let index_error = |source| PipelineError::Index {
+        signal: label,
+        source,
+    };
+    let committed = committed_seq(&index).map_err(index_error)?;
+    // Every series of the lane exists from the start, at zero.
+    metrics.index_errors.with_label_values(&[label]);
+    metrics.wal_fsyncs.with_label_values(&[label]);
+    metrics.wal_written_bytes.with_label_values(&[label]);
+    for reason in ["age", "disk"] {
+        metrics
+            .retention_removed
+            .with_label_values(&[label, reason]);
+    }
+    let started = Instant::now();
+    let mut replayed = 0u64;
+    let mut last_seq = committed;
+    let wal = wal::open(&wal_dir, committed, settings.wal_segment_bytes, |frame| {
+        last_seq = last_seq.max(frame.seq);
+        if frame.kind != signal.record_kind() {
+            metrics.index_errors.with_label_values(&[label]).inc();
+            error!(seq = frame.seq, signal = label, kind = ?frame.kind, "record of another signal in this write-ahead log: skipped");
+            return;
+        }
+        match decode(&frame.payload) {
+            Ok(mut documents) => {
+                stamp_ids(id_field, frame.seq, &mut documents);
+                for document in documents {
+                    replayed += 1;
+                    if let Err(err) = writer.add_document(document) {
+                        metrics.index_errors.with_label_values(&[label]).inc();
+                        error!(seq = frame.seq, signal = label, error = %err, "failed to index a replayed record");
+                    }
+                }
+            }
+            Err(err) => {
+                metrics.index_errors.with_label_values(&[label]).inc();
+                error!(seq = frame.seq, signal = label, error = %err, "corrupt batch in the write-ahead log");
+            }
+        }
+    })?;
+    commits.send_replace(committed);
+    let segments = wal.segments();
+    let mut indexer = Indexer {
+        signal,
+        writer,
+        reader,
+        segments: segments.clone(),
+        metrics: metrics.clone(),
+        last_seq,
+        dirty: last_seq > committed,
+        commits,
+        retention: retention.for_lane(signal, index, index_dir, time_field),
+    };
+    indexer.commit_if_dirty();
+    info!(
+        signal = label,
+        replayed,
+        committed_seq = last_seq,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "write-ahead log replayed"
+    );
+    metrics
+        .wal_bytes
+        .with_label_values(&[label])
+        .set(segments.disk_bytes() as i64);
+
+    let (wal_tx, wal_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let (index_tx, index_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let wal_metrics = metrics.clone();
+    let wal_thread = std::thread::Builder::new()
+        .name(format!("sightline-wal-{label}"))
+        .spawn(move || run_wal_writer(signal, wal, wal_rx, index_tx, id_field, wal_metrics))
+        .map_err(PipelineError::Thread)?;
+    let commit_interval = settings.commit_interval;
+    let index_budget = budget.clone();
+    let budget_bytes = settings.ingest_queue_bytes;
+    let index_thread = std::thread::Builder::new()
+        .name(format!("sightline-index-{label}"))
+        .spawn(move || indexer.run(index_rx, commit_interval, &index_budget, budget_bytes))
+        .map_err(PipelineError::Thread)?;
+    Ok(RunningLane {
+        tx: wal_tx,
+        wal_thread,
+        index_thread,
+    })
+}
+
 fn run_wal_writer(
+    signal: Signal,
     mut wal: WalWriter,
     commands: Receiver<WalCommand>,
     index_tx: SyncSender<IndexJob>,
+    id_field: Option<Field>,
     metrics: IngestMetrics,
 ) {
+    let label = [signal.label()];
     let mut pending = Vec::new();
     let mut stop = false;
     while !stop {
@@ -355,8 +593,13 @@ fn run_wal_writer(
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                WalCommand::Append { batch, permit, ack } => {
-                    let seq = wal.append(RecordKind::Spans, &batch.payload);
+                WalCommand::Append {
+                    mut batch,
+                    permit,
+                    ack,
+                } => {
+                    let seq = wal.append(signal.record_kind(), &batch.payload);
+                    stamp_ids(id_field, seq, &mut batch.documents);
                     pending.push((seq, batch.documents, permit, ack));
                 }
                 WalCommand::Shutdown => {
@@ -373,9 +616,15 @@ fn run_wal_writer(
         }
         match wal.sync() {
             Ok(written) => {
-                metrics.wal_fsyncs.inc();
-                metrics.wal_written_bytes.inc_by(written);
-                metrics.wal_bytes.add(written as i64);
+                metrics.wal_fsyncs.with_label_values(&label).inc();
+                metrics
+                    .wal_written_bytes
+                    .with_label_values(&label)
+                    .inc_by(written);
+                metrics
+                    .wal_bytes
+                    .with_label_values(&label)
+                    .add(written as i64);
                 for (seq, documents, permit, ack) in pending.drain(..) {
                     let _ = ack.send(Ok(()));
                     let job = IndexJob {
@@ -396,18 +645,21 @@ fn run_wal_writer(
             }
         }
     }
-    info!("write-ahead log writer stopped");
+    info!(signal = signal.label(), "write-ahead log writer stopped");
 }
 
 struct Indexer {
+    signal: Signal,
     writer: IndexWriter,
-    store: SpanStore,
+    reader: IndexReader,
     segments: WalSegments,
     metrics: IngestMetrics,
     /// The last write-ahead-log sequence number added to the writer.
     last_seq: u64,
-    /// Whether documents were added since the last commit.
+    /// Whether documents (or deletes) were added since the last commit.
     dirty: bool,
+    commits: watch::Sender<u64>,
+    retention: crate::retention::LaneRetention,
 }
 
 impl Indexer {
@@ -418,6 +670,7 @@ impl Indexer {
         budget: &Semaphore,
         budget_bytes: usize,
     ) {
+        let label = [self.signal.label()];
         let mut next_commit = Instant::now() + commit_interval;
         loop {
             let timeout = next_commit.saturating_duration_since(Instant::now());
@@ -425,67 +678,100 @@ impl Indexer {
                 Ok(job) => {
                     for document in job.documents {
                         if let Err(err) = self.writer.add_document(document) {
-                            self.metrics.index_errors.inc();
-                            error!(seq = job.seq, error = %err, "failed to index a span");
+                            self.metrics.index_errors.with_label_values(&label).inc();
+                            error!(seq = job.seq, signal = label[0], error = %err, "failed to index a record");
                         }
                     }
                     self.last_seq = job.seq;
                     self.dirty = true;
                     drop(job._permit);
-                    let in_use = budget_bytes - budget.available_permits();
-                    self.metrics.ingest_queue_bytes.set(in_use as i64);
+                    update_queue_gauge(&self.metrics, budget, budget_bytes);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_commit {
+                if self.retention.due() {
+                    self.maintain();
+                }
                 self.commit_if_dirty();
                 next_commit = Instant::now() + commit_interval;
             }
         }
         self.commit_if_dirty();
-        info!(committed_seq = self.last_seq, "indexer stopped");
+        info!(
+            signal = label[0],
+            committed_seq = self.last_seq,
+            "indexer stopped"
+        );
     }
 
+    /// Retention deletes, then lets go of the files of merged-away segments: the reader still
+    /// holds them until it reloads, and tantivy only collects them at its next commit or merge,
+    /// which an idle index may not see for a long time.
+    fn maintain(&mut self) {
+        let label = self.signal.label();
+        let searcher = self.reader.searcher();
+        match self.retention.apply(&searcher, &self.writer) {
+            Ok(deleted) => self.dirty |= deleted,
+            Err(err) => warn!(signal = label, error = %err, "retention failed; retrying later"),
+        }
+        drop(searcher);
+        self.commit_if_dirty();
+        if let Err(err) = self.reader.reload() {
+            warn!(signal = label, error = %err, "index reload failed");
+        }
+        if self.retention.over_budget() {
+            // Deleted documents take space until their segments are merged; the merge policy
+            // waits for half of a segment to be deleted, the disk budget cannot.
+            let with_deletes: Vec<_> = self
+                .reader
+                .searcher()
+                .segment_readers()
+                .iter()
+                .filter(|segment| segment.num_deleted_docs() > 0)
+                .map(|segment| segment.segment_id())
+                .collect();
+            if !with_deletes.is_empty() {
+                // The merge runs on tantivy's merge threads; its result shows at a later reload.
+                drop(self.writer.merge(&with_deletes));
+            }
+        }
+        if let Err(err) = self.writer.garbage_collect_files().wait() {
+            warn!(signal = label, error = %err, "index file collection failed");
+        }
+    }
+
+    /// Commits with the last sequence number as payload, makes the commit searchable, and
+    /// deletes the write-ahead-log segments it covers.
     fn commit_if_dirty(&mut self) {
         if !self.dirty {
             return;
         }
-        match commit(
-            &mut self.writer,
-            &self.store,
-            self.last_seq,
-            &self.segments,
-            &self.metrics,
-        ) {
-            Ok(()) => self.dirty = false,
-            Err(err) => {
-                self.metrics.index_errors.inc();
-                warn!(error = %err, "span index commit failed; retrying at the next interval");
-            }
+        let label = [self.signal.label()];
+        let started = Instant::now();
+        let result = (|| {
+            let mut prepared = self.writer.prepare_commit()?;
+            prepared.set_payload(&self.last_seq.to_string());
+            prepared.commit()?;
+            self.reader.reload()
+        })();
+        if let Err(err) = result {
+            self.metrics.index_errors.with_label_values(&label).inc();
+            warn!(signal = label[0], error = %err, "index commit failed; retrying at the next interval");
+            return;
+        }
+        self.dirty = false;
+        self.commits.send_replace(self.last_seq);
+        self.metrics
+            .index_commit_duration
+            .with_label_values(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if self.segments.remove_committed(self.last_seq) > 0 {
+            self.metrics
+                .wal_bytes
+                .with_label_values(&label)
+                .set(self.segments.disk_bytes() as i64);
         }
     }
-}
-
-/// Commits the index with `seq` as its payload, makes it searchable, and deletes the
-/// write-ahead-log segments it covers.
-fn commit(
-    writer: &mut IndexWriter,
-    store: &SpanStore,
-    seq: u64,
-    segments: &WalSegments,
-    metrics: &IngestMetrics,
-) -> Result<(), SpanStoreError> {
-    let started = Instant::now();
-    let mut prepared = writer.prepare_commit()?;
-    prepared.set_payload(&seq.to_string());
-    prepared.commit()?;
-    store.reload()?;
-    metrics
-        .index_commit_duration
-        .observe(started.elapsed().as_secs_f64());
-    if segments.remove_committed(seq) > 0 {
-        metrics.wal_bytes.set(segments.disk_bytes() as i64);
-    }
-    Ok(())
 }

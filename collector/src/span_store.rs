@@ -19,16 +19,15 @@ use prost::encoding::{decode_varint, encode_varint};
 use sightline_proto::span::{service_name, SpanRecordEncoder};
 use sightline_proto::{SpanRecord, TraceId};
 use tantivy::collector::DocSetCollector;
-use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
 use tantivy::schema::{
     BytesOptions, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
     TextFieldIndexing, Value, FAST, INDEXED, STORED, STRING,
 };
-use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{
-    Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term,
-};
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
+
+use crate::index::StoreSettings;
+use crate::pipeline::Batch;
 
 /// Separates service, kind and operation in the `service_operation` terms.
 const SEPARATOR: char = '\u{0}';
@@ -150,24 +149,6 @@ impl SpanFields {
     }
 }
 
-/// Tuning of the span index.
-#[derive(Debug, Clone)]
-pub struct SpanStoreSettings {
-    /// Memory the index writer may buffer before it flushes a segment, over all its threads.
-    pub writer_memory_bytes: usize,
-    /// Indexing threads of the index writer.
-    pub writer_threads: usize,
-}
-
-impl Default for SpanStoreSettings {
-    fn default() -> Self {
-        Self {
-            writer_memory_bytes: 64 << 20,
-            writer_threads: 2,
-        }
-    }
-}
-
 /// The read side of the span store; cheap to clone.
 #[derive(Clone)]
 pub struct SpanStore {
@@ -180,30 +161,10 @@ impl SpanStore {
     /// Opens (or creates) the span index in `dir`, returning the store and its one writer.
     pub fn open(
         dir: &Path,
-        settings: &SpanStoreSettings,
+        settings: &StoreSettings,
     ) -> Result<(SpanStore, IndexWriter), SpanStoreError> {
-        std::fs::create_dir_all(dir)?;
         let (schema, fields) = SpanFields::schema();
-        let index_settings = IndexSettings {
-            docstore_compression: Compressor::Zstd(ZstdCompressor {
-                compression_level: Some(3),
-            }),
-            docstore_blocksize: 64 * 1024,
-            ..IndexSettings::default()
-        };
-        let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
-        let index = Index::builder()
-            .schema(schema)
-            .settings(index_settings)
-            .open_or_create(directory)?;
-        // tantivy requires at least 15 MB of budget per thread.
-        let threads = settings.writer_threads.max(1);
-        let memory = settings.writer_memory_bytes.max(threads * (16 << 20));
-        let writer = index.writer_with_num_threads(threads, memory)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        let (index, reader, writer) = crate::index::open(dir, schema, settings)?;
         Ok((
             SpanStore {
                 index,
@@ -227,13 +188,8 @@ impl SpanStore {
         self.reader.searcher()
     }
 
-    /// The last write-ahead-log sequence number whose spans are committed in the index.
-    pub fn committed_seq(&self) -> Result<u64, SpanStoreError> {
-        let metas = self.index.load_metas()?;
-        Ok(metas
-            .payload
-            .and_then(|payload| payload.parse().ok())
-            .unwrap_or(0))
+    pub fn reader(&self) -> &IndexReader {
+        &self.reader
     }
 
     /// Makes the latest commit visible to searches.
@@ -329,7 +285,7 @@ impl SpanStore {
 }
 
 /// Attributes as the entries of a JSON object for the `attributes` field.
-fn attribute_object(attributes: &[KeyValue]) -> Vec<(String, OwnedValue)> {
+pub(crate) fn attribute_object(attributes: &[KeyValue]) -> Vec<(String, OwnedValue)> {
     attributes
         .iter()
         .filter_map(|kv| Some((kv.key.clone(), attribute_value(kv.value.as_ref(), 0)?)))
@@ -337,7 +293,7 @@ fn attribute_object(attributes: &[KeyValue]) -> Vec<(String, OwnedValue)> {
 }
 
 /// Bytes values are not searchable; nesting stops at a few levels.
-fn attribute_value(value: Option<&AnyValue>, depth: usize) -> Option<OwnedValue> {
+pub(crate) fn attribute_value(value: Option<&AnyValue>, depth: usize) -> Option<OwnedValue> {
     const MAX_DEPTH: usize = 4;
     Some(match value?.value.as_ref()? {
         AnyValueKind::StringValue(text) => OwnedValue::Str(text.clone()),
@@ -366,16 +322,10 @@ fn attribute_value(value: Option<&AnyValue>, depth: usize) -> Option<OwnedValue>
     })
 }
 
-/// The spans of one export request, encoded for the write-ahead log and as index documents.
-pub struct SpanBatch {
-    /// The write-ahead-log payload: each record as `[varint length][SpanRecord bytes]`.
-    pub payload: Vec<u8>,
-    pub documents: Vec<TantivyDocument>,
-}
-
-impl SpanBatch {
-    /// Encodes the (validated) spans of a request.
-    pub fn from_request(fields: &SpanFields, request: &ExportTraceServiceRequest) -> SpanBatch {
+impl SpanFields {
+    /// Encodes the (validated) spans of a request for the write-ahead log (each record as
+    /// `[varint length][SpanRecord bytes]`) and as index documents.
+    pub fn batch(&self, request: &ExportTraceServiceRequest) -> Batch {
         let mut payload = Vec::new();
         let mut documents = Vec::new();
         let mut record = Vec::new();
@@ -393,7 +343,7 @@ impl SpanBatch {
                     encoder.encode(span, &mut record);
                     encode_varint(record.len() as u64, &mut payload);
                     payload.extend_from_slice(&record);
-                    documents.push(fields.document(
+                    documents.push(self.document(
                         span,
                         resource_spans.resource.as_ref(),
                         service,
@@ -402,12 +352,12 @@ impl SpanBatch {
                 }
             }
         }
-        SpanBatch { payload, documents }
+        Batch { payload, documents }
     }
 
     /// The documents of a payload read back from the write-ahead log.
     pub fn documents_from_payload(
-        fields: &SpanFields,
+        &self,
         mut payload: &[u8],
     ) -> Result<Vec<TantivyDocument>, SpanStoreError> {
         let mut documents = Vec::new();
@@ -420,7 +370,7 @@ impl SpanBatch {
                 .ok_or_else(|| SpanStoreError::Corrupt("truncated span record".into()))?;
             let record = SpanRecord::decode(bytes)
                 .map_err(|err| SpanStoreError::Corrupt(err.to_string()))?;
-            documents.push(fields.document(
+            documents.push(self.document(
                 &record.span,
                 Some(&record.resource),
                 record.service_name(),
@@ -476,8 +426,7 @@ mod tests {
     #[test]
     fn spans_are_found_by_trace_and_listed_by_service_and_operation() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, mut writer) =
-            SpanStore::open(dir.path(), &SpanStoreSettings::default()).unwrap();
+        let (store, mut writer) = SpanStore::open(dir.path(), &StoreSettings::default()).unwrap();
         let first = request(
             "cart",
             vec![span(1, 2, "GET /cart", 2, 20), span(1, 1, "db", 3, 10)],
@@ -487,10 +436,12 @@ mod tests {
             vec![span(1, 3, "pay", 2, 30), span(9, 4, "other", 1, 5)],
         );
         for req in [&first, &second, &first] {
-            let batch = SpanBatch::from_request(store.fields(), req);
+            let batch = store.fields().batch(req);
             // Replaying the payload gives the same documents as the live path.
-            let replayed =
-                SpanBatch::documents_from_payload(store.fields(), &batch.payload).unwrap();
+            let replayed = store
+                .fields()
+                .documents_from_payload(&batch.payload)
+                .unwrap();
             assert_eq!(replayed.len(), batch.documents.len());
             for doc in replayed {
                 writer.add_document(doc).unwrap();

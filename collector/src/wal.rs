@@ -27,14 +27,17 @@ const MAX_FRAME_LEN: usize = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RecordKind {
-    /// A batch of encoded span records (see `span_store::SpanBatch`).
+    /// A batch of encoded span records (see `SpanFields::batch`).
     Spans = 1,
+    /// A batch of encoded log records (see `log_store::LogEncoder`).
+    Logs = 2,
 }
 
 impl RecordKind {
     fn from_byte(byte: u8) -> Option<Self> {
         match byte {
             1 => Some(Self::Spans),
+            2 => Some(Self::Logs),
             _ => None,
         }
     }

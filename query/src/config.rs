@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sightline_collector::{PipelineSettings, RequestLimits, SpanStoreSettings};
+use sightline_collector::{
+    LogSettings, PipelineSettings, RequestLimits, RetentionSettings, StoreSettings,
+};
 
 /// Every setting of a Sightline server. Field names carry their unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,63 @@ pub struct Config {
     pub index_writer_memory_bytes: usize,
     /// Threads of the span index writer.
     pub index_writer_threads: usize,
+    /// Spans and logs older than this are deleted (Go-style duration: `7d`, `36h`, `90m`);
+    /// `0` keeps them forever.
+    #[serde(with = "duration_text")]
+    pub retention_max_age: Duration,
+    /// Bytes the data directory may use; beyond it the oldest spans and logs are deleted first.
+    /// `0` for no budget.
+    pub retention_max_disk_bytes: u64,
+    /// How often retention checks age and disk use.
+    pub retention_check_interval_millis: u64,
+    /// Attribute and JSON-body field names that hold a correlation id, linking logs to each other
+    /// and to the traces that carry the same id.
+    pub correlation_keys: Vec<String>,
+}
+
+/// Durations in config files are written as text (`7d`, `36h`).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `7d`, `36h`, `90m`, `30s`, or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if let Some(days) = text.strip_suffix('d') {
+        let days: u64 = days
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: expected e.g. 7d, 36h, 90m"))?;
+        return Ok(Duration::from_secs(days * 86_400));
+    }
+    humantime::parse_duration(text)
+        .map_err(|err| format!("invalid duration {text:?}: {err} (expected e.g. 7d, 36h, 90m)"))
+}
+
+fn format_duration(value: Duration) -> String {
+    let secs = value.as_secs();
+    if secs == 0 {
+        "0".into()
+    } else if secs.is_multiple_of(86_400) {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(value)
+            .to_string()
+            .replace(' ', "")
+    }
 }
 
 fn default_addr(port: u16) -> SocketAddr {
@@ -51,8 +110,13 @@ impl Default for Config {
             ingest_queue_bytes: PipelineSettings::default().ingest_queue_bytes,
             commit_interval_millis: PipelineSettings::default().commit_interval.as_millis() as u64,
             wal_segment_bytes: PipelineSettings::default().wal_segment_bytes,
-            index_writer_memory_bytes: SpanStoreSettings::default().writer_memory_bytes,
-            index_writer_threads: SpanStoreSettings::default().writer_threads,
+            index_writer_memory_bytes: StoreSettings::default().writer_memory_bytes,
+            index_writer_threads: StoreSettings::default().writer_threads,
+            retention_max_age: RetentionSettings::default().max_age.unwrap_or_default(),
+            retention_max_disk_bytes: 0,
+            retention_check_interval_millis: RetentionSettings::default().check_interval.as_millis()
+                as u64,
+            correlation_keys: LogSettings::default().correlation_keys,
         }
     }
 }
@@ -76,11 +140,22 @@ impl Config {
             ingest_queue_bytes: self.ingest_queue_bytes,
             commit_interval: Duration::from_millis(self.commit_interval_millis.max(1)),
             wal_segment_bytes: self.wal_segment_bytes,
+            retention: RetentionSettings {
+                max_age: Some(self.retention_max_age).filter(|age| !age.is_zero()),
+                max_disk_bytes: Some(self.retention_max_disk_bytes).filter(|bytes| *bytes > 0),
+                check_interval: Duration::from_millis(self.retention_check_interval_millis.max(1)),
+            },
         }
     }
 
-    pub fn span_store_settings(&self) -> SpanStoreSettings {
-        SpanStoreSettings {
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            correlation_keys: self.correlation_keys.clone(),
+        }
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
             writer_memory_bytes: self.index_writer_memory_bytes,
             writer_threads: self.index_writer_threads,
         }
@@ -113,6 +188,16 @@ pub struct ConfigArgs {
     pub index_writer_memory_bytes: Option<usize>,
     #[arg(long, env = "SIGHTLINE_INDEX_WRITER_THREADS")]
     pub index_writer_threads: Option<usize>,
+    /// E.g. `7d`, `36h`; `0` keeps data forever.
+    #[arg(long, env = "SIGHTLINE_RETENTION_MAX_AGE", value_parser = parse_duration)]
+    pub retention_max_age: Option<Duration>,
+    #[arg(long, env = "SIGHTLINE_RETENTION_MAX_DISK_BYTES")]
+    pub retention_max_disk_bytes: Option<u64>,
+    #[arg(long, env = "SIGHTLINE_RETENTION_CHECK_INTERVAL_MILLIS")]
+    pub retention_check_interval_millis: Option<u64>,
+    /// Comma-separated.
+    #[arg(long, env = "SIGHTLINE_CORRELATION_KEYS", value_delimiter = ',')]
+    pub correlation_keys: Option<Vec<String>>,
 }
 
 impl ConfigArgs {
@@ -137,7 +222,11 @@ impl ConfigArgs {
             commit_interval_millis,
             wal_segment_bytes,
             index_writer_memory_bytes,
-            index_writer_threads
+            index_writer_threads,
+            retention_max_age,
+            retention_max_disk_bytes,
+            retention_check_interval_millis,
+            correlation_keys
         );
         Ok(config)
     }

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use sightline_collector::pipeline::{LOG_INDEX_DIR, SPAN_INDEX_DIR};
 use sightline_collector::receiver::{grpc, http};
-use sightline_collector::{IngestMetrics, Pipeline, SpanStore};
+use sightline_collector::retention::Retention;
+use sightline_collector::{IngestMetrics, Lane, LogStore, Pipeline, SpanStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -32,9 +34,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
 
     let registry = prometheus::Registry::new();
     let metrics = IngestMetrics::new(&registry).context("cannot register metrics")?;
-    let (spans, writer) = SpanStore::open(
-        &config.data_dir.join("spans"),
-        &config.span_store_settings(),
+    let (spans, span_writer) = SpanStore::open(
+        &config.data_dir.join(SPAN_INDEX_DIR),
+        &config.store_settings(),
     )
     .with_context(|| {
         format!(
@@ -42,6 +44,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
             config.data_dir.display()
         )
     })?;
+    let (logs, log_writer) = LogStore::open(
+        &config.data_dir.join(LOG_INDEX_DIR),
+        &config.store_settings(),
+        config.log_settings(),
+    )
+    .with_context(|| format!("cannot open the log index in {}", config.data_dir.display()))?;
+    let (span_commits, _) = watch::channel(0);
+    let (log_commits, log_commits_rx) = watch::channel(0);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -54,6 +64,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     // The query port comes up first, so that /healthz and /readyz answer during replay.
     let state = AppState {
         spans: spans.clone(),
+        logs: logs.clone(),
+        log_commits: log_commits_rx,
         ready: ready.clone(),
         registry,
     };
@@ -64,9 +76,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     );
 
     let pipeline_settings = config.pipeline_settings();
-    let wal_dir = config.data_dir.join("wal");
+    let retention = Retention::new(
+        pipeline_settings.retention.clone(),
+        config.data_dir.clone(),
+        metrics.clone(),
+    );
+    let span_lane = Lane::spans(&spans, span_writer, &config.data_dir, span_commits);
+    let log_lane = Lane::logs(&logs, log_writer, &config.data_dir, log_commits);
     let pipeline = tokio::task::spawn_blocking(move || {
-        Pipeline::start(spans, writer, &wal_dir, &pipeline_settings, metrics)
+        Pipeline::start(
+            span_lane,
+            log_lane,
+            *spans.fields(),
+            logs.encoder(),
+            &pipeline_settings,
+            retention,
+            metrics,
+        )
     })
     .await
     .context("replay task failed")?

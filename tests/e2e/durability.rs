@@ -105,13 +105,13 @@ async fn sigterm_commits_before_exit_and_restart_finds_everything() {
     wait_for_trace(&server, &hex(&trace), 7, Duration::from_millis(500)).await;
     // Found in the committed index, not replayed from the write-ahead log.
     assert!(
-        server.log().contains("replayed_spans=0"),
+        server.log().contains(r#"signal="traces" replayed=0"#),
         "{}",
         server.log()
     );
     // Found in the committed index, not replayed from the write-ahead log.
     assert!(
-        server.log().contains("replayed_spans=0"),
+        server.log().contains(r#"signal="traces" replayed=0"#),
         "{}",
         server.log()
     );
@@ -145,7 +145,11 @@ async fn write_ahead_log_is_truncated_after_commits() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    let written = metric(&server, "sightline_wal_written_bytes_total").await;
+    let written = metric(
+        &server,
+        r#"sightline_wal_written_bytes_total{signal="traces"}"#,
+    )
+    .await;
     let on_disk: u64 = std::fs::read_dir(server.data_dir().join("wal"))
         .unwrap()
         .map(|entry| entry.unwrap().metadata().unwrap().len())
@@ -159,5 +163,8 @@ async fn write_ahead_log_is_truncated_after_commits() {
         (on_disk as f64) < written / 4.0,
         "{on_disk} of {written} bytes still on disk"
     );
-    assert_eq!(metric(&server, "sightline_wal_bytes").await, on_disk as f64);
+    assert_eq!(
+        metric(&server, r#"sightline_wal_bytes{signal="traces"}"#).await,
+        on_disk as f64
+    );
 }

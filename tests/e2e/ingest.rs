@@ -1,5 +1,5 @@
 //! The OTLP receivers' contract, with raw requests: encodings, compression, partial success,
-//! malformed and oversize bodies, back-pressure, and the unimplemented signals.
+//! malformed and oversize bodies, back-pressure, and the unimplemented signal (metrics).
 
 use std::time::Duration;
 
@@ -506,24 +506,54 @@ async fn oversize_and_decompression_bomb_bodies_are_refused_without_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_and_metrics_answer_unimplemented_not_accepted() {
+async fn metrics_answer_unimplemented_and_an_empty_log_export_succeeds() {
     let server = Server::start(&[]);
-    for path in ["/v1/logs", "/v1/metrics"] {
-        let response = post(&server, path, "application/json", None, b"{}".to_vec()).await;
-        assert_eq!(response.status(), 501, "{path}");
-        let status: Value = response.json().await.unwrap();
-        assert_eq!(status["code"], 12, "UNIMPLEMENTED");
-        assert!(
-            status["message"].as_str().unwrap().contains("not stored"),
-            "{status}"
-        );
-    }
+    let response = post(
+        &server,
+        "/v1/metrics",
+        "application/json",
+        None,
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 501);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["code"], 12, "UNIMPLEMENTED");
+    assert!(
+        status["message"].as_str().unwrap().contains("not stored"),
+        "{status}"
+    );
+    let response = post(
+        &server,
+        "/v1/logs",
+        "application/json",
+        None,
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}");
+    let response = post(
+        &server,
+        "/v1/logs",
+        "application/json",
+        None,
+        b"{\"resourceLogs\": 3}".to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let status: Value = response.json().await.unwrap();
+    assert!(
+        status["message"].as_str().unwrap().contains("resourceLogs"),
+        "{status}"
+    );
     let mut client = LogsServiceClient::connect(server.grpc_url()).await.unwrap();
-    let err = client
+    let response = client
         .export(ExportLogsServiceRequest::default())
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner();
+    assert!(response.partial_success.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -674,7 +704,7 @@ async fn query_errors_health_and_metrics() {
     for expected in [
         r#"sightline_ingest_records_received_total{signal="traces",transport="grpc"} 4"#,
         r#"sightline_ingest_records_accepted_total{signal="traces",transport="grpc"} 4"#,
-        "sightline_wal_fsyncs_total 1",
+        r#"sightline_wal_fsyncs_total{signal="traces"} 1"#,
         "sightline_index_commit_duration_seconds_count",
         "sightline_ingest_request_duration_seconds_bucket",
     ] {

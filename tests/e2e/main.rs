@@ -9,7 +9,9 @@
 mod durability;
 mod ingest;
 mod large;
+mod logs;
 mod otel_sdk;
 mod otlp;
+mod retention;
 mod search;
 mod support;

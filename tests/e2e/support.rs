@@ -195,7 +195,8 @@ pub async fn wait_for_trace(
     }
 }
 
-/// The value of an unlabelled series in the server's `/metrics`.
+/// The value of a series in the server's `/metrics`, named as it is printed there
+/// (`name` or `name{label="value"}`).
 pub async fn metric(server: &Server, name: &str) -> f64 {
     let text = reqwest::get(server.query_url("/metrics"))
         .await

@@ -1,5 +1,5 @@
-//! OTLP over gRPC: `TraceService/Export`, with `LogsService` and `MetricsService` answering
-//! UNIMPLEMENTED until their stores exist.
+//! OTLP over gRPC: `TraceService/Export` and `LogsService/Export`, with `MetricsService`
+//! answering UNIMPLEMENTED until its store exists.
 
 use std::future::Future;
 
@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -69,6 +69,37 @@ impl TraceService for TraceReceiver {
     }
 }
 
+struct LogsReceiver {
+    ingester: Ingester,
+}
+
+#[tonic::async_trait]
+impl LogsService for LogsReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let encoded_bytes = request.encoded_len();
+        let rejected = self
+            .ingester
+            .export_logs(request, encoded_bytes, Transport::Grpc)
+            .await
+            .map_err(|err| {
+                self.ingester.record_refusal("logs", Transport::Grpc, &err);
+                err.to_grpc_status()
+            })?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: rejected.message("log records").map(|error_message| {
+                ExportLogsPartialSuccess {
+                    rejected_log_records: rejected.count as i64,
+                    error_message,
+                }
+            }),
+        }))
+    }
+}
+
 struct UnimplementedReceiver {
     ingester: Ingester,
 }
@@ -78,16 +109,6 @@ impl UnimplementedReceiver {
         let err = IngestError::Unimplemented(signal);
         self.ingester.record_refusal(signal, Transport::Grpc, &err);
         err.to_grpc_status()
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for UnimplementedReceiver {
-    async fn export(
-        &self,
-        _request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        Err(self.refuse("logs"))
     }
 }
 
@@ -116,11 +137,12 @@ pub async fn serve(
     .accept_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
     .max_decoding_message_size(max);
-    let logs = LogsServiceServer::new(UnimplementedReceiver {
+    let logs = LogsServiceServer::new(LogsReceiver {
         ingester: ingester.clone(),
     })
     .accept_compressed(CompressionEncoding::Gzip)
     .accept_compressed(CompressionEncoding::Zstd)
+    .send_compressed(CompressionEncoding::Gzip)
     .max_decoding_message_size(max);
     let metrics = MetricsServiceServer::new(UnimplementedReceiver { ingester })
         .accept_compressed(CompressionEncoding::Gzip)

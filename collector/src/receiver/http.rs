@@ -11,15 +11,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use sightline_proto::otlp_json;
+use sightline_proto::validate::Rejected;
 
 use super::RequestLimits;
 use crate::error::{IngestError, RETRY_AFTER as RETRY_DELAY};
-use crate::pipeline::{Ingester, Transport};
+use crate::pipeline::{Ingester, Signal, Transport};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -65,54 +69,62 @@ pub fn router(ingester: Ingester, limits: RequestLimits) -> Router {
 }
 
 async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    let format = match request_format(&headers) {
+    export(&state, &headers, body, Signal::Traces).await
+}
+
+async fn export_logs(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    export(&state, &headers, body, Signal::Logs).await
+}
+
+/// Reads, decodes and ingests one export request of `signal`, and answers it.
+async fn export(state: &HttpState, headers: &HeaderMap, body: Body, signal: Signal) -> Response {
+    let format = match request_format(headers) {
         Ok(format) => format,
-        Err(err) => return refuse(&state, "traces", Format::Json, err),
+        Err(err) => return refuse(state, signal.label(), Format::Json, err),
     };
-    match ingest_traces(&state, &headers, format, body).await {
-        Ok(response) => encode_response(format, &response),
-        Err(err) => refuse(&state, "traces", format, err),
-    }
-}
-
-async fn ingest_traces(
-    state: &HttpState,
-    headers: &HeaderMap,
-    format: Format,
-    body: Body,
-) -> Result<ExportTraceServiceResponse, IngestError> {
     let limit = state.limits.max_request_bytes;
-    let body = read_body(body, limit).await?;
-    let encoding = content_encoding(headers)?;
-    let (request, decoded_len) = tokio::task::spawn_blocking(move || {
-        let bytes = decompress(&body, encoding, limit)?;
-        let request = match format {
-            Format::Protobuf => ExportTraceServiceRequest::decode(bytes.as_slice())
-                .map_err(|err| IngestError::Malformed(err.to_string()))?,
-            Format::Json => otlp_json::decode_trace_request(&bytes)
-                .map_err(|err| IngestError::Malformed(err.to_string()))?,
-        };
-        Ok::<_, IngestError>((request, bytes.len()))
-    })
-    .await
-    .map_err(|err| IngestError::Unavailable(format!("decoding task failed: {err}")))??;
-    let rejected = state
-        .ingester
-        .export_traces(request, decoded_len, Transport::Http)
-        .await?;
-    Ok(ExportTraceServiceResponse {
-        partial_success: rejected
-            .message("spans")
-            .map(|error_message| ExportTracePartialSuccess {
-                rejected_spans: rejected.count as i64,
-                error_message,
-            }),
-    })
-}
-
-async fn export_logs(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let format = request_format(&headers).unwrap_or(Format::Json);
-    refuse(&state, "logs", format, IngestError::Unimplemented("logs"))
+    let result = async {
+        let body = read_body(body, limit).await?;
+        let encoding = content_encoding(headers)?;
+        let bytes = tokio::task::spawn_blocking(move || decompress(&body, encoding, limit))
+            .await
+            .map_err(|err| IngestError::Unavailable(format!("decoding task failed: {err}")))??;
+        let len = bytes.len();
+        let malformed = |err: &dyn std::fmt::Display| IngestError::Malformed(err.to_string());
+        match signal {
+            Signal::Traces => {
+                let request = match format {
+                    Format::Protobuf => ExportTraceServiceRequest::decode(bytes.as_slice())
+                        .map_err(|err| malformed(&err))?,
+                    Format::Json => {
+                        otlp_json::decode_trace_request(&bytes).map_err(|err| malformed(&err))?
+                    }
+                };
+                state
+                    .ingester
+                    .export_traces(request, len, Transport::Http)
+                    .await
+            }
+            Signal::Logs => {
+                let request = match format {
+                    Format::Protobuf => ExportLogsServiceRequest::decode(bytes.as_slice())
+                        .map_err(|err| malformed(&err))?,
+                    Format::Json => {
+                        otlp_json::decode_logs_request(&bytes).map_err(|err| malformed(&err))?
+                    }
+                };
+                state
+                    .ingester
+                    .export_logs(request, len, Transport::Http)
+                    .await
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(rejected) => encode_response(format, signal, &rejected),
+        Err(err) => refuse(state, signal.label(), format, err),
+    }
 }
 
 async fn export_metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
@@ -207,18 +219,37 @@ fn decompress(body: &Bytes, encoding: Encoding, limit: usize) -> Result<Vec<u8>,
     Ok(out)
 }
 
-fn encode_response(format: Format, response: &ExportTraceServiceResponse) -> Response {
+/// The export answer, with OTLP's partial success when records were rejected.
+fn encode_response(format: Format, signal: Signal, rejected: &Rejected) -> Response {
+    let (records, json_key) = match signal {
+        Signal::Traces => ("spans", "rejectedSpans"),
+        Signal::Logs => ("log records", "rejectedLogRecords"),
+    };
+    let partial = rejected
+        .message(records)
+        .map(|message| (rejected.count as i64, message));
     let body = match format {
-        Format::Protobuf => response.encode_to_vec(),
-        Format::Json => {
-            otlp_json::encode_export_response(response.partial_success.as_ref().map(|partial| {
-                (
-                    "rejectedSpans",
-                    partial.rejected_spans,
-                    partial.error_message.as_str(),
-                )
-            }))
-        }
+        Format::Protobuf => match signal {
+            Signal::Traces => ExportTraceServiceResponse {
+                partial_success: partial.map(|(count, error_message)| ExportTracePartialSuccess {
+                    rejected_spans: count,
+                    error_message,
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse {
+                partial_success: partial.map(|(count, error_message)| ExportLogsPartialSuccess {
+                    rejected_log_records: count,
+                    error_message,
+                }),
+            }
+            .encode_to_vec(),
+        },
+        Format::Json => otlp_json::encode_export_response(
+            partial
+                .as_ref()
+                .map(|(count, message)| (json_key, *count, message.as_str())),
+        ),
     };
     ([(CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -3,6 +3,7 @@
 
 pub mod jaeger;
 pub mod jaeger_v3;
+pub mod logs;
 pub mod native;
 pub mod ops;
 pub mod params;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::Router;
 use sightline_collector::span_store::SpanStoreError;
-use sightline_collector::SpanStore;
+use sightline_collector::{LogStore, SpanStore};
 use tracing::error;
 
 use crate::engine::traces::SearchError;
@@ -22,6 +23,10 @@ use crate::engine::traces::SearchError;
 #[derive(Clone)]
 pub struct AppState {
     pub spans: SpanStore,
+    pub logs: LogStore,
+    /// The last write-ahead-log sequence number searchable in the log index; changes at each
+    /// commit (live tail waits on it).
+    pub log_commits: tokio::sync::watch::Receiver<u64>,
     /// Set once the write-ahead log has been replayed.
     pub ready: Arc<AtomicBool>,
     pub registry: prometheus::Registry,
@@ -33,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jaeger::router())
         .merge(jaeger_v3::router())
         .merge(native::router())
+        .merge(logs::router())
         .merge(ops::router())
         .with_state(state)
 }

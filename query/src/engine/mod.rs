@@ -6,12 +6,16 @@
 //! - [`compare`]: structural diff of two traces.
 //! - [`red`]: rate, errors and duration per service and operation, in time buckets.
 //! - [`columns`]: bulk reading of fast-field columns (dictionaries, interning).
+//! - [`query_syntax`]: the Lucene-style query syntax, adapted to each index.
+//! - [`logs`]: log search, volume histogram, tail, fields, trace links.
 //! - [`analysis`]: critical path, self time, error path, time per service, clock skew.
 
 pub mod analysis;
 pub mod columns;
 pub mod compare;
 pub mod dependencies;
+pub mod logs;
 pub mod partial;
+pub mod query_syntax;
 pub mod red;
 pub mod traces;

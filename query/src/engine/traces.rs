@@ -16,9 +16,10 @@ use sightline_collector::SpanStore;
 use sightline_proto::{SpanRecord, TraceId};
 use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Order, Term};
+
+use super::query_syntax::{self, Dialect};
 
 /// Candidate traces examined for one page at most; a page that needs more (a trace-level filter
 /// that almost nothing passes) ends early with a warning.
@@ -300,7 +301,11 @@ fn span_query(store: &SpanStore, query: &TraceQuery) -> Result<Box<dyn Query>, S
         let mut parser = QueryParser::for_index(store.index(), vec![fields.attributes]);
         parser.set_conjunction_by_default();
         parser.allow_regexes();
-        clauses.push((Occur::Must, parse_user_query(&parser, text)?));
+        clauses.push((
+            Occur::Must,
+            query_syntax::parse(&parser, text, &SPAN_DIALECT)
+                .map_err(|err| SearchError::InvalidQuery(err.to_string()))?,
+        ));
     }
     let range = |field, min: Option<u64>, max: Option<u64>| -> Option<Box<dyn Query>> {
         if min.is_none() && max.is_none() {
@@ -348,118 +353,17 @@ const DIRECT_FIELDS: &[&str] = &[
     "duration_nanos",
 ];
 
-/// Parses a user query and adapts it to the span index: `http.status_code:500` means the
-/// attribute (`attributes.http.status_code`), and `a AND NOT b` means "a, without b" (tantivy
-/// alone reads it as "a, and a clause that matches nothing"), as users of Lucene-style syntax
-/// expect.
-fn parse_user_query(parser: &QueryParser, text: &str) -> Result<Box<dyn Query>, SearchError> {
-    let ast = tantivy::query_grammar::parse_query(text)
-        .map_err(|_| SearchError::InvalidQuery(format!("cannot parse {text:?}")))?;
-    let mut ast = adapt(ast);
-    // A query of exclusions only keeps everything else.
-    if let UserInputAst::Clause(clauses) = &mut ast {
-        if !clauses.is_empty()
-            && clauses
-                .iter()
-                .all(|(occur, _)| *occur == Some(Occur::MustNot))
-        {
-            clauses.push((
-                Some(Occur::Must),
-                UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
-            ));
-        }
-    }
-    parser
-        .build_query_from_user_input_ast(ast)
-        .map_err(|err| SearchError::InvalidQuery(err.to_string()))
-}
+/// The span index's query dialect: `http.status_code:500` means the attribute.
+const SPAN_DIALECT: Dialect = Dialect {
+    map_field: span_field,
+    json_fields: &["attributes"],
+    map_bound: |_, bound| Ok(bound),
+};
 
-fn adapt(ast: UserInputAst) -> UserInputAst {
-    match ast {
-        UserInputAst::Clause(clauses) => UserInputAst::Clause(
-            clauses
-                .into_iter()
-                .map(|(occur, child)| match adapt(child) {
-                    // `AND NOT x` arrives as a required clause holding only `-x`.
-                    UserInputAst::Clause(mut inner)
-                        if occur != Some(Occur::MustNot)
-                            && occur != Some(Occur::Should)
-                            && inner.len() == 1
-                            && inner[0].0 == Some(Occur::MustNot) =>
-                    {
-                        let (_, negated) = inner.pop().expect("one clause");
-                        (Some(Occur::MustNot), negated)
-                    }
-                    child => (occur, child),
-                })
-                .collect(),
-        ),
-        UserInputAst::Boost(inner, boost) => UserInputAst::Boost(Box::new(adapt(*inner)), boost),
-        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(qualify(*leaf))),
-    }
-}
-
-fn attribute_field(field: String) -> String {
-    if DIRECT_FIELDS.contains(&field.as_str()) || field.starts_with("attributes.") {
-        field
+fn span_field(field: &str) -> String {
+    if DIRECT_FIELDS.contains(&field) || field.starts_with("attributes.") {
+        field.to_owned()
     } else {
         format!("attributes.{field}")
-    }
-}
-
-fn qualify(leaf: UserInputLeaf) -> UserInputLeaf {
-    match leaf {
-        UserInputLeaf::Literal(mut literal) => {
-            literal.field_name = literal.field_name.map(attribute_field);
-            // `key:abc*` on an attribute: tantivy has no prefix query on JSON paths, so it
-            // becomes the range [abc, abd) on the attribute's column.
-            let on_attribute = literal
-                .field_name
-                .as_deref()
-                .is_some_and(|f| f.starts_with("attributes."));
-            // The grammar reads `abc*` as the term "abc*" (and `"abc"*` as a phrase prefix).
-            let prefix = match literal.phrase.strip_suffix('*') {
-                Some(stem) if !stem.is_empty() && !stem.contains('*') => Some(stem.to_owned()),
-                _ if literal.prefix && !literal.phrase.is_empty() => Some(literal.phrase.clone()),
-                _ => None,
-            };
-            if let (Some(prefix), true) = (prefix, on_attribute) {
-                let mut upper = prefix.clone();
-                let last = upper.pop().expect("not empty");
-                return UserInputLeaf::Range {
-                    field: literal.field_name,
-                    lower: UserInputBound::Inclusive(prefix),
-                    upper: match char::from_u32(last as u32 + 1) {
-                        Some(next) => {
-                            upper.push(next);
-                            UserInputBound::Exclusive(upper)
-                        }
-                        None => UserInputBound::Unbounded,
-                    },
-                };
-            }
-            UserInputLeaf::Literal(literal)
-        }
-        UserInputLeaf::Range {
-            field,
-            lower,
-            upper,
-        } => UserInputLeaf::Range {
-            field: field.map(attribute_field),
-            lower,
-            upper,
-        },
-        UserInputLeaf::Set { field, elements } => UserInputLeaf::Set {
-            field: field.map(attribute_field),
-            elements,
-        },
-        UserInputLeaf::Exists { field } => UserInputLeaf::Exists {
-            field: attribute_field(field),
-        },
-        UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex {
-            field: field.map(attribute_field),
-            pattern,
-        },
-        other => other,
     }
 }

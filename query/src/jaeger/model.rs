@@ -14,12 +14,11 @@ use base64::Engine;
 use prost::Message;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
-use serde_json::Value as JsonValue;
 use sightline_proto::otlp::common::v1::any_value::Value as OtlpValue;
-use sightline_proto::otlp::common::v1::{AnyValue, KeyValue as OtlpKeyValue};
+use sightline_proto::otlp::common::v1::KeyValue as OtlpKeyValue;
 use sightline_proto::otlp::trace::v1::span::{Event as OtlpEvent, Link as OtlpLink};
 use sightline_proto::otlp::trace::v1::Span as OtlpSpan;
-use sightline_proto::otlp_json::encode_double;
+use sightline_proto::otlp_json::{encode_double, plain_json};
 use sightline_proto::{SpanRecord, TraceId};
 
 /// The envelope of every v1 answer: `{"data":...,"total":N,"limit":0,"offset":0,"errors":null}`.
@@ -467,42 +466,11 @@ fn tag(kv: &OtlpKeyValue) -> KeyValue {
     }
 }
 
-/// A value as plain JSON, as Go's `encoding/json` writes pdata's `AsRaw()`: arrays as arrays,
-/// maps as objects with sorted keys (the last of duplicate keys wins), bytes as base64, empty
-/// values as null.
-fn plain_json(value: &OtlpValue) -> JsonValue {
-    fn any(value: Option<&AnyValue>) -> JsonValue {
-        value
-            .and_then(|value| value.value.as_ref())
-            .map_or(JsonValue::Null, plain_json)
-    }
-    match value {
-        OtlpValue::StringValue(text) => JsonValue::String(text.clone()),
-        OtlpValue::BoolValue(flag) => JsonValue::Bool(*flag),
-        OtlpValue::IntValue(n) => JsonValue::from(*n),
-        OtlpValue::DoubleValue(x) => encode_double(*x),
-        OtlpValue::BytesValue(bytes) => JsonValue::String(BASE64.encode(bytes)),
-        OtlpValue::ArrayValue(array) => {
-            JsonValue::Array(array.values.iter().map(|v| any(Some(v))).collect())
-        }
-        OtlpValue::KvlistValue(list) => {
-            let mut entries: Vec<&OtlpKeyValue> = list.values.iter().collect();
-            // Sorted here so that the order does not depend on serde_json's `preserve_order`.
-            entries.sort_by(|a, b| a.key.cmp(&b.key));
-            let mut object = serde_json::Map::with_capacity(entries.len());
-            for kv in entries {
-                object.insert(kv.key.clone(), any(kv.value.as_ref()));
-            }
-            JsonValue::Object(object)
-        }
-        OtlpValue::StringValueStrindex(_) => JsonValue::Null,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as JsonValue};
+    use sightline_proto::otlp::common::v1::AnyValue;
     use sightline_proto::otlp::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
     use sightline_proto::otlp::resource::v1::Resource;
     use sightline_proto::otlp::trace::v1::Status;

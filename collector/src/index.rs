@@ -1,0 +1,63 @@
+//! Opening a tantivy index the way every Sightline store wants it: memory-mapped, zstd doc
+//! store, one writer with a bounded memory budget, readers reloaded by the indexer after each
+//! commit, and a merge policy that also merges segments that retention has half emptied.
+
+use std::path::Path;
+
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::schema::Schema;
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
+
+/// Tuning of an index writer.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Memory the index writer may buffer before it flushes a segment, over all its threads.
+    pub writer_memory_bytes: usize,
+    /// Indexing threads of the index writer.
+    pub writer_threads: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            writer_memory_bytes: 64 << 20,
+            writer_threads: 2,
+        }
+    }
+}
+
+/// Opens (or creates) the index in `dir` with `schema`, returning it with its reader and its one
+/// writer.
+pub(crate) fn open(
+    dir: &Path,
+    schema: Schema,
+    settings: &StoreSettings,
+) -> tantivy::Result<(Index, IndexReader, IndexWriter)> {
+    std::fs::create_dir_all(dir)?;
+    let index_settings = IndexSettings {
+        docstore_compression: Compressor::Zstd(ZstdCompressor {
+            compression_level: Some(3),
+        }),
+        docstore_blocksize: 64 * 1024,
+        ..IndexSettings::default()
+    };
+    let directory = MmapDirectory::open(dir)?;
+    let index = Index::builder()
+        .schema(schema)
+        .settings(index_settings)
+        .open_or_create(directory)?;
+    // tantivy requires at least 15 MB of budget per thread.
+    let threads = settings.writer_threads.max(1);
+    let memory = settings.writer_memory_bytes.max(threads * (16 << 20));
+    let writer: IndexWriter = index.writer_with_num_threads(threads, memory)?;
+    let mut merge_policy = LogMergePolicy::default();
+    merge_policy.set_del_docs_ratio_before_merge(0.5);
+    writer.set_merge_policy(Box::new(merge_policy));
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok((index, reader, writer))
+}

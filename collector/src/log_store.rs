@@ -1,0 +1,489 @@
+//! The log store: a tantivy index holding every log record with everything it was exported with.
+//!
+//! Each record is one document: the body as full text (positions kept, for phrases), severity,
+//! service, trace and span ids as exact-match fields, record attributes and resource attributes
+//! as two JSON fields, a nanosecond time, a record id, and the whole record with its resource and
+//! scope as a stored [`LogRecord`].
+//!
+//! Before a record is written to the write-ahead log it is completed, so replay and the live path
+//! index the same thing: a missing severity number or text is derived from the other, a missing
+//! observed time is the time of receipt, and a record without a trace id takes one from a W3C
+//! `traceparent` (or `traceId`/`spanId` fields) in its attributes or body. A string body that is
+//! a JSON object keeps its text, and its fields become searchable as attributes (the record's
+//! own attributes win on a name clash).
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::encoding::{decode_varint, encode_varint};
+use sightline_proto::log::{
+    parse_traceparent, severity_bucket, severity_number, severity_text, LogRecord, LogRecordEncoder,
+};
+use sightline_proto::otlp_json::plain_json;
+use sightline_proto::span::service_name;
+use sightline_proto::{SpanId, TraceId};
+use tantivy::schema::{
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
+    TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocument};
+
+use crate::index::StoreSettings;
+use crate::pipeline::Batch;
+use crate::span_store::{attribute_object, attribute_value};
+
+/// Tokenizer of exact-match fields that match case-insensitively (severity).
+const LOWERCASE: &str = "sightline_lowercase";
+/// Depth of a JSON body's fields that becomes searchable.
+const MAX_BODY_DEPTH: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    #[error("log index error: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("stored log record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Settings of log ingest and linking.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Attribute (and JSON body field) names holding a correlation id, in order of preference.
+    pub correlation_keys: Vec<String>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            correlation_keys: [
+                "correlationId",
+                "correlation_id",
+                "correlation.id",
+                "x-request-id",
+                "request_id",
+                "requestId",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// The fields of the log index.
+#[derive(Debug, Clone, Copy)]
+pub struct LogFields {
+    /// `seq << 24 | position`: unique, grows with ingest order; added by the pipeline.
+    pub id: Field,
+    /// Time of the event, or its observed time when it has none, in Unix nanoseconds.
+    pub time: Field,
+    /// Coarse severity: TRACE, DEBUG, INFO, WARN, ERROR, FATAL or UNSPECIFIED.
+    pub severity: Field,
+    pub severity_number: Field,
+    pub service: Field,
+    /// The body as text (a structured body as its JSON).
+    pub body: Field,
+    /// Lowercase hex; empty when the record has none.
+    pub trace_id: Field,
+    pub span_id: Field,
+    pub scope: Field,
+    /// Record attributes, then the fields of a JSON body.
+    pub attributes: Field,
+    /// Resource attributes.
+    pub resource: Field,
+    /// The encoded [`LogRecord`].
+    pub record: Field,
+}
+
+impl LogFields {
+    fn schema() -> (Schema, LogFields) {
+        let mut builder = Schema::builder();
+        let numeric = NumericOptions::default().set_indexed().set_fast();
+        let json = JsonObjectOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+            .set_expand_dots_enabled()
+            .set_fast("raw");
+        let fields = LogFields {
+            id: builder.add_u64_field("id", numeric.clone()),
+            time: builder.add_u64_field("time", numeric.clone()),
+            severity: builder.add_text_field(
+                "severity",
+                TextOptions::default()
+                    .set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer(LOWERCASE)
+                            .set_index_option(IndexRecordOption::Basic),
+                    )
+                    .set_fast("raw"),
+            ),
+            severity_number: builder.add_u64_field("severity_number", numeric),
+            service: builder.add_text_field("service", STRING.set_fast("raw")),
+            body: builder.add_text_field(
+                "body",
+                TextOptions::default().set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer("default")
+                        .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                ),
+            ),
+            trace_id: builder.add_text_field("trace_id", STRING.set_fast("raw")),
+            span_id: builder.add_text_field("span_id", STRING),
+            scope: builder.add_text_field("scope", STRING),
+            attributes: builder.add_json_field("attributes", json.clone()),
+            resource: builder.add_json_field("resource", json),
+            record: builder.add_bytes_field("record", STORED),
+        };
+        (builder.build(), fields)
+    }
+
+    /// The document of one (completed) log record; the pipeline adds its id.
+    pub fn document(
+        &self,
+        record: &OtlpLogRecord,
+        resource: Option<&Resource>,
+        scope_name: &str,
+        encoded: &[u8],
+    ) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(self.time, effective_time(record));
+        doc.add_text(self.severity, severity_bucket(record.severity_number));
+        doc.add_u64(self.severity_number, record.severity_number.max(0) as u64);
+        doc.add_text(self.service, service_name(resource));
+        if let Some(body) = record.body.as_ref() {
+            match body.value.as_ref() {
+                Some(AnyValueKind::StringValue(text)) => doc.add_text(self.body, text),
+                Some(other) => doc.add_text(self.body, plain_json(other).to_string()),
+                None => {}
+            }
+        }
+        if let Ok(trace_id) = TraceId::try_from(record.trace_id.as_slice()) {
+            doc.add_text(self.trace_id, trace_id.to_string());
+        }
+        if let Ok(span_id) = SpanId::try_from(record.span_id.as_slice()) {
+            doc.add_text(self.span_id, span_id.to_string());
+        }
+        if !scope_name.is_empty() {
+            doc.add_text(self.scope, scope_name);
+        }
+        let mut attributes = attribute_object(&record.attributes);
+        if let Some(fields) = json_body(record) {
+            for (key, value) in fields {
+                if !attributes.iter().any(|(own, _)| *own == key) {
+                    if let Some(value) = json_value(value, 0) {
+                        attributes.push((key, value));
+                    }
+                }
+            }
+        }
+        if !attributes.is_empty() {
+            doc.add_field_value(self.attributes, &OwnedValue::Object(attributes));
+        }
+        if let Some(resource) = resource {
+            let attributes = attribute_object(&resource.attributes);
+            if !attributes.is_empty() {
+                doc.add_field_value(self.resource, &OwnedValue::Object(attributes));
+            }
+        }
+        doc.add_bytes(self.record, encoded);
+        doc
+    }
+}
+
+/// The record's time, or its observed time when it has none.
+pub fn effective_time(record: &OtlpLogRecord) -> u64 {
+    if record.time_unix_nano != 0 {
+        record.time_unix_nano
+    } else {
+        record.observed_time_unix_nano
+    }
+}
+
+/// The fields of a string body holding a JSON object.
+pub fn json_body(record: &OtlpLogRecord) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let Some(AnyValueKind::StringValue(text)) = record.body.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+fn json_value(value: serde_json::Value, depth: usize) -> Option<OwnedValue> {
+    use serde_json::Value as J;
+    Some(match value {
+        J::Null => return None,
+        J::Bool(flag) => OwnedValue::Bool(flag),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                OwnedValue::I64(i)
+            } else if let Some(u) = n.as_u64() {
+                OwnedValue::U64(u)
+            } else {
+                OwnedValue::F64(n.as_f64()?)
+            }
+        }
+        J::String(text) => OwnedValue::Str(text),
+        J::Array(items) if depth < MAX_BODY_DEPTH => OwnedValue::Array(
+            items
+                .into_iter()
+                .filter_map(|item| json_value(item, depth + 1))
+                .collect(),
+        ),
+        J::Object(map) if depth < MAX_BODY_DEPTH => OwnedValue::Object(
+            map.into_iter()
+                .filter_map(|(key, value)| Some((key, json_value(value, depth + 1)?)))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// Completes a record before it is stored: severity number and text each derived from the
+/// other, the observed time stamped when missing, and trace and span ids taken from a
+/// `traceparent` (or `traceId`/`spanId` fields) in the attributes or the body when it has none.
+pub fn complete(record: &mut OtlpLogRecord, received_unix_nanos: u64) {
+    if record.severity_number == 0 && !record.severity_text.is_empty() {
+        record.severity_number = severity_number(&record.severity_text).unwrap_or(0);
+    }
+    if record.severity_text.is_empty() && record.severity_number != 0 {
+        record.severity_text = severity_text(record.severity_number).to_owned();
+    }
+    if record.observed_time_unix_nano == 0 {
+        record.observed_time_unix_nano = received_unix_nanos;
+    }
+    if record.trace_id.is_empty() {
+        if let Some((trace_id, span_id)) = find_trace_context(record) {
+            record.trace_id = trace_id.as_bytes().to_vec();
+            if record.span_id.is_empty() {
+                record.span_id = span_id.map_or_else(Vec::new, |id| id.as_bytes().to_vec());
+            }
+        }
+    }
+}
+
+/// A trace (and span) id carried in a record's attributes or body.
+fn find_trace_context(record: &OtlpLogRecord) -> Option<(TraceId, Option<SpanId>)> {
+    let string = |value: Option<&AnyValue>| match value?.value.as_ref()? {
+        AnyValueKind::StringValue(text) => Some(text.clone()),
+        _ => None,
+    };
+    let lookup = |key: &str| -> Option<String> {
+        record
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| string(kv.value.as_ref()))
+    };
+    let body_fields = json_body(record);
+    let body_lookup = |key: &str| -> Option<String> {
+        body_fields
+            .as_ref()?
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let field = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|key| lookup(key).or_else(|| body_lookup(key)))
+    };
+    if let Some((trace_id, span_id)) = field(&["traceparent"]).and_then(|v| parse_traceparent(&v)) {
+        return Some((trace_id, Some(span_id)));
+    }
+    if let Some(trace_id) = field(&["traceId", "trace_id", "trace.id"]).and_then(|v| v.parse().ok())
+    {
+        let span_id = field(&["spanId", "span_id", "span.id"]).and_then(|v| v.parse().ok());
+        return Some((trace_id, span_id));
+    }
+    // A plain-text body such as `... traceparent=00-...-...-01 ...`.
+    if let Some(AnyValueKind::StringValue(text)) =
+        record.body.as_ref().and_then(|b| b.value.as_ref())
+    {
+        let at = text.find("traceparent")?;
+        let rest = text[at + "traceparent".len()..].trim_start_matches(|c: char| {
+            c == '"' || c == '\'' || c == ':' || c == '=' || c == ' '
+        });
+        let candidate: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
+        return parse_traceparent(&candidate).map(|(trace, span)| (trace, Some(span)));
+    }
+    None
+}
+
+/// Encodes log records for the write-ahead log and the index; cheap to clone.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEncoder {
+    fields: LogFields,
+}
+
+impl LogEncoder {
+    /// Completes (see [`complete`]) and encodes the (validated) records of a request.
+    pub fn batch(&self, request: &mut ExportLogsServiceRequest) -> Batch {
+        let received = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        let mut payload = Vec::new();
+        let mut documents = Vec::new();
+        let mut encoded = Vec::new();
+        for resource_logs in &mut request.resource_logs {
+            for scope_logs in &mut resource_logs.scope_logs {
+                let encoder = LogRecordEncoder::new(
+                    resource_logs.resource.as_ref(),
+                    &resource_logs.schema_url,
+                    scope_logs.scope.as_ref(),
+                    &scope_logs.schema_url,
+                );
+                let scope_name = scope_logs.scope.as_ref().map_or("", |s| s.name.as_str());
+                for record in &mut scope_logs.log_records {
+                    complete(record, received);
+                    encoded.clear();
+                    encoder.encode(record, &mut encoded);
+                    encode_varint(encoded.len() as u64, &mut payload);
+                    payload.extend_from_slice(&encoded);
+                    documents.push(self.fields.document(
+                        record,
+                        resource_logs.resource.as_ref(),
+                        scope_name,
+                        &encoded,
+                    ));
+                }
+            }
+        }
+        Batch { payload, documents }
+    }
+
+    /// The documents of a payload read back from the write-ahead log.
+    pub fn documents_from_payload(
+        &self,
+        mut payload: &[u8],
+    ) -> Result<Vec<TantivyDocument>, LogStoreError> {
+        let mut documents = Vec::new();
+        while !payload.is_empty() {
+            let len = decode_varint(&mut payload)
+                .map_err(|err| LogStoreError::Corrupt(err.to_string()))?
+                as usize;
+            let bytes = payload
+                .get(..len)
+                .ok_or_else(|| LogStoreError::Corrupt("truncated log record".into()))?;
+            let record =
+                LogRecord::decode(bytes).map_err(|err| LogStoreError::Corrupt(err.to_string()))?;
+            documents.push(self.fields.document(
+                &record.record,
+                Some(&record.resource),
+                &record.scope.name,
+                bytes,
+            ));
+            payload = &payload[len..];
+        }
+        Ok(documents)
+    }
+}
+
+/// The read side of the log store; cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    index: Index,
+    reader: IndexReader,
+    fields: LogFields,
+    settings: std::sync::Arc<LogSettings>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log index in `dir`, returning the store and its one writer.
+    pub fn open(
+        dir: &Path,
+        store_settings: &StoreSettings,
+        settings: LogSettings,
+    ) -> Result<(LogStore, IndexWriter), LogStoreError> {
+        let (schema, fields) = LogFields::schema();
+        let (index, reader, writer) = crate::index::open(dir, schema, store_settings)?;
+        index.tokenizers().register(
+            LOWERCASE,
+            TextAnalyzer::builder(RawTokenizer::default())
+                .filter(LowerCaser)
+                .build(),
+        );
+        Ok((
+            LogStore {
+                index,
+                reader,
+                fields,
+                settings: std::sync::Arc::new(settings),
+            },
+            writer,
+        ))
+    }
+
+    pub fn fields(&self) -> &LogFields {
+        &self.fields
+    }
+
+    pub fn settings(&self) -> &LogSettings {
+        &self.settings
+    }
+
+    pub fn encoder(&self) -> LogEncoder {
+        LogEncoder {
+            fields: self.fields,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn reader(&self) -> &IndexReader {
+        &self.reader
+    }
+
+    /// A searcher over the last commit.
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    /// The stored record of a document.
+    pub fn record(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+    ) -> Result<LogRecord, LogStoreError> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let bytes = doc
+            .get_first(self.fields.record)
+            .and_then(|value| value.as_bytes())
+            .ok_or_else(|| LogStoreError::Corrupt("log document without record".into()))?;
+        LogRecord::decode(bytes).map_err(|err| LogStoreError::Corrupt(err.to_string()))
+    }
+}
+
+/// The value of an attribute or a JSON body field as text, for correlation ids.
+pub fn field_text(record: &OtlpLogRecord, key: &str) -> Option<String> {
+    if let Some(kv) = record.attributes.iter().find(|kv| kv.key == key) {
+        return match attribute_value(kv.value.as_ref(), 0)? {
+            OwnedValue::Str(text) => Some(text),
+            OwnedValue::I64(n) => Some(n.to_string()),
+            OwnedValue::U64(n) => Some(n.to_string()),
+            _ => None,
+        };
+    }
+    match json_body(record)?.get(key)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}

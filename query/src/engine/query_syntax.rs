@@ -1,0 +1,203 @@
+//! The query syntax users already know from Lucene, Elasticsearch and Quickwit, parsed by
+//! tantivy's query grammar and adapted to one index by a [`Dialect`]:
+//! `service:checkout AND http.status_code:[500 TO 599] AND NOT retry:true`.
+//!
+//! The adaptation fixes what users would otherwise trip over: a bare attribute name means the
+//! attribute (`http.status_code` is `attributes.http.status_code`), `a AND NOT b` means "a,
+//! without b" (tantivy alone reads it as "a, and a clause that matches nothing"), a query of
+//! exclusions only keeps everything else, and `key:abc*` on a JSON field becomes a range
+//! (tantivy has no prefix query on JSON paths).
+
+use tantivy::query::{Occur, Query, QueryParser};
+use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+
+/// How one index reads field names and range bounds.
+pub struct Dialect {
+    /// Maps a field as the user wrote it to the index's field (or `json_field.path`).
+    pub map_field: fn(&str) -> String,
+    /// The JSON fields of the index.
+    pub json_fields: &'static [&'static str],
+    /// Rewrites a range bound on a (mapped) field, e.g. an RFC 3339 time to nanoseconds.
+    pub map_bound: fn(&str, String) -> Result<String, String>,
+}
+
+/// Why a query was refused: a message, and the byte offset in the query where it went wrong
+/// when the grammar knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    pub position: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some(position) => write!(f, "at position {position}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Parses a user query for the index of `parser`.
+pub fn parse(
+    parser: &QueryParser,
+    text: &str,
+    dialect: &Dialect,
+) -> Result<Box<dyn Query>, QueryError> {
+    let ast = match tantivy::query_grammar::parse_query(text) {
+        Ok(ast) => ast,
+        Err(_) => {
+            let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+            let first = errors.into_iter().next();
+            return Err(QueryError {
+                position: first.as_ref().map(|err| err.pos),
+                message: first.map_or_else(|| format!("cannot parse {text:?}"), |err| err.message),
+            });
+        }
+    };
+    let mut ast = adapt(ast, dialect)?;
+    if let UserInputAst::Clause(clauses) = &mut ast {
+        if !clauses.is_empty()
+            && clauses
+                .iter()
+                .all(|(occur, _)| *occur == Some(Occur::MustNot))
+        {
+            clauses.push((
+                Some(Occur::Must),
+                UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+            ));
+        }
+    }
+    parser
+        .build_query_from_user_input_ast(ast)
+        .map_err(|err| QueryError {
+            position: None,
+            message: err.to_string(),
+        })
+}
+
+fn adapt(ast: UserInputAst, dialect: &Dialect) -> Result<UserInputAst, QueryError> {
+    Ok(match ast {
+        UserInputAst::Clause(clauses) => UserInputAst::Clause(
+            clauses
+                .into_iter()
+                .map(|(occur, child)| {
+                    Ok(match adapt(child, dialect)? {
+                        // `AND NOT x` arrives as a required clause holding only `-x`.
+                        UserInputAst::Clause(mut inner)
+                            if occur != Some(Occur::MustNot)
+                                && occur != Some(Occur::Should)
+                                && inner.len() == 1
+                                && inner[0].0 == Some(Occur::MustNot) =>
+                        {
+                            let (_, negated) = inner.pop().expect("one clause");
+                            (Some(Occur::MustNot), negated)
+                        }
+                        child => (occur, child),
+                    })
+                })
+                .collect::<Result<_, QueryError>>()?,
+        ),
+        UserInputAst::Boost(inner, boost) => {
+            UserInputAst::Boost(Box::new(adapt(*inner, dialect)?), boost)
+        }
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(qualify(*leaf, dialect)?)),
+    })
+}
+
+fn is_json(field: &str, dialect: &Dialect) -> bool {
+    dialect.json_fields.iter().any(|json| {
+        field
+            .strip_prefix(json)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+fn map_bound(
+    field: &str,
+    bound: UserInputBound,
+    dialect: &Dialect,
+) -> Result<UserInputBound, QueryError> {
+    let map = |value: String| {
+        (dialect.map_bound)(field, value).map_err(|message| QueryError {
+            position: None,
+            message,
+        })
+    };
+    Ok(match bound {
+        UserInputBound::Inclusive(value) => UserInputBound::Inclusive(map(value)?),
+        UserInputBound::Exclusive(value) => UserInputBound::Exclusive(map(value)?),
+        UserInputBound::Unbounded => UserInputBound::Unbounded,
+    })
+}
+
+fn qualify(leaf: UserInputLeaf, dialect: &Dialect) -> Result<UserInputLeaf, QueryError> {
+    let map_field = |field: String| (dialect.map_field)(&field);
+    Ok(match leaf {
+        UserInputLeaf::Literal(mut literal) => {
+            literal.field_name = literal.field_name.map(map_field);
+            let on_json = literal
+                .field_name
+                .as_deref()
+                .is_some_and(|f| is_json(f, dialect));
+            // The grammar reads `abc*` as the term "abc*" (and `"abc"*` as a phrase prefix).
+            let prefix = match literal.phrase.strip_suffix('*') {
+                Some(stem) if !stem.is_empty() && !stem.contains('*') => Some(stem.to_owned()),
+                _ if literal.prefix && !literal.phrase.is_empty() => Some(literal.phrase.clone()),
+                _ => None,
+            };
+            if let (Some(prefix), true) = (prefix, on_json) {
+                let mut upper = prefix.clone();
+                let last = upper.pop().expect("not empty");
+                return Ok(UserInputLeaf::Range {
+                    field: literal.field_name,
+                    lower: UserInputBound::Inclusive(prefix),
+                    upper: match char::from_u32(last as u32 + 1) {
+                        Some(next) => {
+                            upper.push(next);
+                            UserInputBound::Exclusive(upper)
+                        }
+                        None => UserInputBound::Unbounded,
+                    },
+                });
+            }
+            if let Some(field) = literal.field_name.as_deref() {
+                // An exact value on a field with rewritten bounds (a time) is rewritten too.
+                let mapped =
+                    (dialect.map_bound)(field, literal.phrase.clone()).map_err(|message| {
+                        QueryError {
+                            position: None,
+                            message,
+                        }
+                    })?;
+                literal.phrase = mapped;
+            }
+            UserInputLeaf::Literal(literal)
+        }
+        UserInputLeaf::Range {
+            field,
+            lower,
+            upper,
+        } => {
+            let field = field.map(map_field);
+            let name = field.clone().unwrap_or_default();
+            UserInputLeaf::Range {
+                lower: map_bound(&name, lower, dialect)?,
+                upper: map_bound(&name, upper, dialect)?,
+                field,
+            }
+        }
+        UserInputLeaf::Set { field, elements } => UserInputLeaf::Set {
+            field: field.map(map_field),
+            elements,
+        },
+        UserInputLeaf::Exists { field } => UserInputLeaf::Exists {
+            field: map_field(field),
+        },
+        UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex {
+            field: field.map(map_field),
+            pattern,
+        },
+        other => other,
+    })
+}
