@@ -36,7 +36,7 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocu
 
 use crate::index::StoreSettings;
 use crate::pipeline::Batch;
-use crate::span_store::{attribute_object, attribute_value};
+use crate::span_store::{attribute_object, attribute_value, MAX_INDEXED_STRING_BYTES};
 
 /// Tokenizer of exact-match fields that match case-insensitively (severity).
 const LOWERCASE: &str = "sightline_lowercase";
@@ -158,12 +158,26 @@ impl LogFields {
         doc.add_text(self.severity, severity_bucket(record.severity_number));
         doc.add_u64(self.severity_number, record.severity_number.max(0) as u64);
         doc.add_text(self.service, service_name(resource));
-        if let Some(body) = record.body.as_ref() {
-            match body.value.as_ref() {
-                Some(AnyValueKind::StringValue(text)) => doc.add_text(self.body, text),
-                Some(other) => doc.add_text(self.body, plain_json(other).to_string()),
-                None => {}
+        // The full text of a structured body (a map, or a string holding a JSON object) is its
+        // string values: its keys and numbers are searchable as fields, and indexing the same
+        // keys as words in every record would double the postings for nothing.
+        let body_fields = json_body(record);
+        let mut text = String::new();
+        match (
+            &body_fields,
+            record.body.as_ref().and_then(|b| b.value.as_ref()),
+        ) {
+            (Some(fields), _) => {
+                for value in fields.values() {
+                    json_text(value, &mut text);
+                }
             }
+            (None, Some(AnyValueKind::StringValue(body))) => text.push_str(body),
+            (None, Some(other)) => json_text(&plain_json(other), &mut text),
+            (None, None) => {}
+        }
+        if !text.is_empty() {
+            doc.add_text(self.body, text);
         }
         if let Ok(trace_id) = TraceId::try_from(record.trace_id.as_slice()) {
             doc.add_text(self.trace_id, trace_id.to_string());
@@ -175,7 +189,7 @@ impl LogFields {
             doc.add_text(self.scope, scope_name);
         }
         let mut attributes = attribute_object(&record.attributes);
-        if let Some(fields) = json_body(record) {
+        if let Some(fields) = body_fields {
             for (key, value) in fields {
                 if !attributes.iter().any(|(own, _)| *own == key) {
                     if let Some(value) = json_value(value, 0) {
@@ -221,6 +235,19 @@ pub fn json_body(record: &OtlpLogRecord) -> Option<serde_json::Map<String, serde
     }
 }
 
+/// The string values of a JSON value, one per line.
+fn json_text(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::String(text) => {
+            out.push_str(text);
+            out.push('\n');
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| json_text(item, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|item| json_text(item, out)),
+        _ => {}
+    }
+}
+
 fn json_value(value: serde_json::Value, depth: usize) -> Option<OwnedValue> {
     use serde_json::Value as J;
     Some(match value {
@@ -235,7 +262,7 @@ fn json_value(value: serde_json::Value, depth: usize) -> Option<OwnedValue> {
                 OwnedValue::F64(n.as_f64()?)
             }
         }
-        J::String(text) => OwnedValue::Str(text),
+        J::String(text) if text.len() <= MAX_INDEXED_STRING_BYTES => OwnedValue::Str(text),
         J::Array(items) if depth < MAX_BODY_DEPTH => OwnedValue::Array(
             items
                 .into_iter()

@@ -292,11 +292,18 @@ pub(crate) fn attribute_object(attributes: &[KeyValue]) -> Vec<(String, OwnedVal
         .collect()
 }
 
+/// Longer strings (stack traces, SQL, payloads) are kept in the record but not indexed as exact
+/// values: each would add its whole length to the term dictionary and the column, once per
+/// record, and nobody searches them by exact value (log bodies are full-text indexed).
+pub(crate) const MAX_INDEXED_STRING_BYTES: usize = 256;
+
 /// Bytes values are not searchable; nesting stops at a few levels.
 pub(crate) fn attribute_value(value: Option<&AnyValue>, depth: usize) -> Option<OwnedValue> {
     const MAX_DEPTH: usize = 4;
     Some(match value?.value.as_ref()? {
-        AnyValueKind::StringValue(text) => OwnedValue::Str(text.clone()),
+        AnyValueKind::StringValue(text) if text.len() <= MAX_INDEXED_STRING_BYTES => {
+            OwnedValue::Str(text.clone())
+        }
         AnyValueKind::BoolValue(flag) => OwnedValue::Bool(*flag),
         AnyValueKind::IntValue(n) => OwnedValue::I64(*n),
         AnyValueKind::DoubleValue(x) if x.is_finite() => OwnedValue::F64(*x),

@@ -1,13 +1,16 @@
-//! `sightline-bench`: drives OTLP/gRPC span ingest end to end against a real `sightline`
+//! `sightline-bench`: drives OTLP/gRPC span or log ingest end to end against a real `sightline`
 //! process and prints what it measured. A benchmark, not a test: it asserts nothing.
 //!
 //! ```text
 //! cargo build --release && target/release/sightline-bench --shape rich --spans 1000000
+//! target/release/sightline-bench --signal logs --lines 1000000
 //! ```
 //!
-//! The load is encoded before the clock starts and sent as raw bytes, so the generator costs
-//! little next to the server. The server's CPU time and peak RSS come from `/proc/<pid>/`.
-//! Only acknowledged spans count; refusals (UNAVAILABLE) are retried and reported.
+//! Span load is encoded before the clock starts and sent as raw bytes, so the generator costs
+//! little next to the server. Log load (about 1 KB per line, 10M lines do not fit in memory
+//! pre-encoded) is encoded while it is sent, and the generator's own CPU time is printed beside
+//! the server's. The server's CPU time and peak RSS come from `/proc/<pid>/`. Only acknowledged
+//! records count; refusals (UNAVAILABLE) are retried and reported.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,12 +23,12 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use prost::bytes::{BufMut, Bytes};
 use prost::Message;
-use sightline_proto::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use sightline_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use sightline_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use sightline_proto::otlp::common::v1::{
     any_value::Value, AnyValue, InstrumentationScope, KeyValue,
 };
+use sightline_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use sightline_proto::otlp::resource::v1::Resource;
 use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -39,15 +42,26 @@ enum Shape {
     Rich,
 }
 
-/// Measure OTLP/gRPC span ingest of a real sightline server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+/// Measure OTLP/gRPC span or log ingest of a real sightline server.
 #[derive(Debug, Parser)]
 struct Args {
+    #[arg(long, value_enum, default_value = "traces")]
+    signal: Signal,
+    /// Log lines to send (with `--signal logs`).
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: usize,
     #[arg(long, value_enum, default_value = "rich")]
     shape: Shape,
     /// Spans to send.
     #[arg(long, default_value_t = 1_000_000)]
     spans: usize,
-    /// Spans per export request.
+    /// Records per export request.
     #[arg(long, default_value_t = 512)]
     batch: usize,
     /// Concurrent gRPC streams (one connection each).
@@ -70,7 +84,10 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    match args.signal {
+        Signal::Traces => runtime.block_on(run(args)),
+        Signal::Logs => runtime.block_on(run_logs(args)),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -97,70 +114,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         total_bytes / total_spans
     );
 
-    let mut child = Command::new(&server_bin)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--grpc-listen-addr", "127.0.0.1:0"])
-        .args(["--http-listen-addr", "127.0.0.1:0"])
-        .args(["--query-listen-addr", "127.0.0.1:0"])
-        .args(&args.server_args)
-        .env("SIGHTLINE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", server_bin.display()))?;
-    let pid = child.id();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut ready)?;
-    let addr = |name: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|part| part.strip_prefix(&format!("{name}=")))
-            .map(str::to_owned)
-            .with_context(|| format!("no {name} address in {ready:?}"))
-    };
-    let grpc = format!("http://{}", addr("grpc")?);
-    let query = addr("query")?;
-
+    let server = start_server(&server_bin, &data_dir, &args.server_args)?;
+    let (pid, query) = (server.pid, server.query.clone());
     let requests = Arc::new(requests);
-    let next = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.streams {
-        let channel = tonic::transport::Endpoint::from_shared(grpc.clone())?
-            .connect()
-            .await?;
-        let (requests, next, refused) = (requests.clone(), next.clone(), refused.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = tonic::client::Grpc::new(channel);
-            let path = PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            );
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(body) = requests.get(i) else { break };
-                loop {
-                    client.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    match client
-                        .unary(tonic::Request::new(body.clone()), path.clone(), RawCodec)
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(status) if status.code() == tonic::Code::Unavailable => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err(status) => bail!("export failed: {status}"),
-                    }
-                }
-            }
-            Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+    let load = requests.clone();
+    let refused = send_all(
+        &server.grpc,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        args.streams,
+        Arc::new(move |i| load.get(i).cloned()),
+    )
+    .await?;
     let ack_elapsed = started.elapsed();
     let cpu_ack = cpu_seconds(pid)? - cpu_before;
     let rss_after = vm_kib(pid, "VmRSS:")?;
@@ -181,19 +147,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         measure_queries(&query, args.shape, requests.len() as u64, args.batch)?
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    server.stop();
     let index_bytes = dir_bytes(&data_dir.join("spans"));
     let wal_bytes = dir_bytes(&data_dir.join("wal"));
 
     let secs = ack_elapsed.as_secs_f64();
     println!("acknowledged: {total_spans} spans in {secs:.2} s = {:.0} spans/s, {:.1} MB/s (OTLP protobuf)", total_spans as f64 / secs, total_bytes as f64 / 1e6 / secs);
-    println!(
-        "refused (UNAVAILABLE, retried): {}",
-        refused.load(Ordering::Relaxed)
-    );
+    println!("refused (UNAVAILABLE, retried): {refused}");
     println!(
         "searchable: all spans after {:.2} s = {:.0} spans/s",
         searchable_elapsed.as_secs_f64(),
@@ -216,6 +176,424 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// Log ingest: about 1 KB structured JSON lines, then log queries.
+async fn run_logs(args: Args) -> anyhow::Result<()> {
+    let server_bin = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("sightline"),
+    };
+    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let requests = args.lines.div_ceil(args.batch);
+    let total_lines = requests * args.batch;
+    let sample = make_log_request(0, args.batch);
+    let line_bytes: usize = sample.resource_logs[0].scope_logs[0]
+        .log_records
+        .iter()
+        .map(|r| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(Value::StringValue(text)) => text.len(),
+            _ => 0,
+        })
+        .sum::<usize>()
+        / args.batch;
+    let request_bytes = sample.encoded_len();
+    println!(
+        "load: {requests} requests x {} log lines = {total_lines} lines, body about {line_bytes} B/line, {:.1} MB per request encoded (encoded while sending)",
+        args.batch,
+        request_bytes as f64 / 1e6
+    );
+
+    let server = start_server(&server_bin, &data_dir, &args.server_args)?;
+    let pid = server.pid;
+    let batch = args.batch;
+    let encoded = Arc::new(AtomicU64::new(0));
+    let counter = encoded.clone();
+    let load: Load = Arc::new(move |i| {
+        (i < requests).then(|| {
+            let bytes = Bytes::from(make_log_request(i as u64, batch).encode_to_vec());
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            bytes
+        })
+    });
+    let cpu_before = cpu_seconds(pid)?;
+    let own_cpu_before = cpu_seconds(std::process::id())?;
+    let started = Instant::now();
+    let refused = send_all(
+        &server.grpc,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        args.streams,
+        load,
+    )
+    .await?;
+    let ack_elapsed = started.elapsed();
+    let cpu_ack = cpu_seconds(pid)? - cpu_before;
+    let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
+    // Searchable: the last request's last line is found.
+    let last = make_log_request(requests as u64 - 1, batch);
+    let last_id = last.resource_logs[0].scope_logs[0].log_records[batch - 1]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "line.id")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(Value::IntValue(n)) => Some(*n),
+            _ => None,
+        })
+        .context("no line.id")?;
+    while http_get_body(
+        &server.query,
+        &format!("/api/v1/logs?query=line.id:{last_id}&limit=1"),
+    )?
+    .1
+    .contains("\"data\":[]")
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let searchable = started.elapsed();
+    let cpu_total = cpu_seconds(pid)? - cpu_before;
+    let peak_rss = vm_kib(pid, "VmHWM:")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = if args.no_queries {
+        Vec::new()
+    } else {
+        measure_log_queries(&server.query, requests as u64, batch)?
+    };
+    server.stop();
+    let index_bytes = dir_bytes(&data_dir.join("logs"));
+    let body_mb = (line_bytes * total_lines) as f64 / 1e6;
+    let secs = ack_elapsed.as_secs_f64();
+    println!(
+        "acknowledged: {total_lines} lines in {secs:.2} s = {:.0} lines/s, {:.1} MB/s of log bodies, {:.1} MB/s OTLP protobuf",
+        total_lines as f64 / secs,
+        body_mb / secs,
+        encoded.load(Ordering::Relaxed) as f64 / 1e6 / secs
+    );
+    println!("refused (UNAVAILABLE, retried): {refused}");
+    println!(
+        "searchable: all lines after {:.2} s = {:.1} MB/s of log bodies",
+        searchable.as_secs_f64(),
+        body_mb / searchable.as_secs_f64()
+    );
+    println!(
+        "server CPU: {cpu_ack:.1} s until acknowledged ({:.2} cores), {cpu_total:.1} s until searchable; generator (this process) {own_cpu:.1} s",
+        cpu_ack / secs
+    );
+    println!("server RSS: peak {:.0} MiB", peak_rss as f64 / 1024.0);
+    println!(
+        "disk: log index {:.1} MB = {:.0} B/line ({})",
+        index_bytes as f64 / 1e6,
+        index_bytes as f64 / total_lines as f64,
+        bytes_by_extension(&data_dir.join("logs"))
+            .iter()
+            .map(|(ext, bytes)| format!("{ext} {:.0} B/line", *bytes as f64 / total_lines as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for line in report {
+        println!("{line}");
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Times log queries on the loaded data: each `RUNS` times, p50 and max printed.
+fn measure_log_queries(query: &str, requests: u64, batch: usize) -> anyhow::Result<Vec<String>> {
+    const RUNS: usize = 21;
+    let correlation = |i: u64| format!("{:016x}", mix((i * 7919 % (requests * batch as u64)) / 4));
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            "newest 100 lines containing a term (\"timeout\", ~1 line in 12)".into(),
+            vec!["/api/v1/logs?query=timeout&limit=100".into(); RUNS],
+        ),
+        (
+            "newest 100 lines containing a rare term (\"deadlock\", ~1 line in 400)".into(),
+            vec!["/api/v1/logs?query=deadlock&limit=100".into(); RUNS],
+        ),
+        (
+            "correlation id lookup (correlationId:<id>, 4 lines)".into(),
+            (0..RUNS as u64)
+                .map(|i| {
+                    format!(
+                        "/api/v1/logs?query=correlationId:{}&limit=100",
+                        correlation(i)
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "severity:ERROR AND service:payment-service, newest 100".into(),
+            vec![
+                "/api/v1/logs?query=severity:ERROR%20AND%20service:payment-service&limit=100"
+                    .into();
+                RUNS
+            ],
+        ),
+        (
+            "volume histogram, last hour by minute, all lines".into(),
+            vec!["/api/v1/logs/histogram?interval=1m".into(); 5],
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, paths) in cases {
+        let mut times = Vec::new();
+        let mut found = 0;
+        for path in &paths {
+            let started = Instant::now();
+            let (status, body) = http_get_body(query, path)?;
+            times.push(started.elapsed());
+            if status != 200 {
+                bail!("{path}: HTTP {status}: {body}");
+            }
+            found = body.matches("\"cursor\":").count();
+        }
+        times.sort();
+        report.push(format!(
+            "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs, {found} lines in the last answer)",
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
+            times.len()
+        ));
+    }
+    Ok(report)
+}
+
+/// Sentences of the `details` field; `{}` takes a number, an id or a duration. Application logs
+/// are made of templates like these, which is what makes them compress.
+const TEMPLATES: [&str; 24] = [
+    "acquired database connection from pool orders-db after {} ms",
+    "executed query SELECT id, status, total FROM orders WHERE customer_id = {} in {} ms",
+    "cache miss for key customer:{}:profile, loading from database",
+    "published event order.created to exchange shop.events with routing key orders.{}",
+    "reserved {} items in warehouse eu-west-{} for order {}",
+    "payment provider responded with status {} after {} ms",
+    "retrying request to inventory-service, attempt {} of 3, backoff {} ms",
+    "validated cart {} with {} items, total {} EUR",
+    "user session {} refreshed, expires in {} seconds",
+    "circuit breaker payment-gateway is closed, {} failures in the last minute",
+    "sent notification email to customer {} using template order-confirmation-v{}",
+    "consumer order-events acknowledged message {} from queue order.created",
+    "request POST /api/orders handled by worker {} in {} ms",
+    "loaded {} products from catalog page {}",
+    "applied discount code SPRING{} to order {}",
+    "shipment {} scheduled with carrier dhl for delivery in {} days",
+    "released database connection to pool orders-db, {} idle, {} active",
+    "feature flag new-checkout evaluated to {} for user {}",
+    "rate limiter allowed request from client {}, {} tokens left",
+    "compensation step cancel-reservation completed for order {}",
+    "span exported to collector, batch of {} spans, queue size {}",
+    "health check of dependency postgres passed in {} ms",
+    "token for client {} validated, scopes orders:read orders:write",
+    "response serialized, {} bytes, gzip ratio 0.{}",
+];
+
+/// Request `index` of the log load: `batch` JSON lines of about 1 KB from 5 services, a trace
+/// id on half of them, four lines per correlation id.
+fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
+    const SERVICES: [&str; 5] = [
+        "gateway",
+        "order-service",
+        "payment-service",
+        "inventory-service",
+        "notification-service",
+    ];
+    const MESSAGES: [&str; 6] = [
+        "Order created successfully",
+        "Payment authorized",
+        "Inventory reserved",
+        "Request completed",
+        "Cache refreshed",
+        "Upstream call failed",
+    ];
+    let service = SERVICES[(index % 5) as usize];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let records = (0..batch as u64)
+        .map(|i| {
+            let n = index * batch as u64 + i;
+            let r = mix(n);
+            let severity = match r % 100 {
+                0..=1 => 17,
+                2..=6 => 13,
+                7..=9 => 5,
+                _ => 9,
+            };
+            let mut text = String::with_capacity(700);
+            let mut x = r;
+            while text.len() < 600 {
+                x = mix(x);
+                let mut parts = TEMPLATES[(x % 24) as usize].split("{}");
+                text.push_str(parts.next().unwrap_or_default());
+                for part in parts {
+                    x = mix(x);
+                    text.push_str(&(x % 100_000).to_string());
+                    text.push_str(part);
+                }
+                text.push_str(". ");
+            }
+            if r % 12 == 0 {
+                text.push_str("timeout waiting for upstream");
+            }
+            if r % 400 == 1 {
+                text.push_str(" deadlock detected");
+            }
+            let body = format!(
+                r#"{{"level":"{}","service":"{service}","correlationId":"{:016x}","userId":"user-{}","message":"{}","orderId":"order-{}","duration":{},"http":{{"method":"POST","path":"/api/orders","status":{}}},"thread":"tokio-runtime-worker-{}","logger":"shop.{}.handler","details":"{}"}}"#,
+                match severity { 17 => "ERROR", 13 => "WARN", 5 => "DEBUG", _ => "INFO" },
+                mix(n / 4),
+                r % 5000,
+                MESSAGES[(r % 6) as usize],
+                n / 3,
+                r % 2000,
+                if severity == 17 { 502 } else { 201 },
+                r % 8,
+                service.trim_end_matches("-service"),
+                text.trim_end()
+            );
+            let mut trace_id = Vec::new();
+            let mut span_id = Vec::new();
+            if n % 2 == 0 {
+                trace_id.extend_from_slice(&mix(n / 8).to_be_bytes());
+                trace_id.extend_from_slice(&(n / 8 + 1).to_be_bytes());
+                span_id.extend_from_slice(&mix(n ^ 0x5bd1e995).to_be_bytes());
+            }
+            LogRecord {
+                time_unix_nano: now + n * 1000,
+                observed_time_unix_nano: now + n * 1000,
+                severity_number: severity,
+                body: Some(AnyValue {
+                    value: Some(Value::StringValue(body)),
+                }),
+                attributes: vec![int_kv("line.id", n as i64)],
+                trace_id,
+                span_id,
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    string_kv("service.name", service),
+                    string_kv("host.name", "bench-host"),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "bench".into(),
+                    ..Default::default()
+                }),
+                log_records: records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A `sightline` process started for a run, with its bound addresses.
+struct BenchServer {
+    child: std::process::Child,
+    pid: u32,
+    grpc: String,
+    query: String,
+}
+
+impl BenchServer {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(
+    bin: &PathBuf,
+    data_dir: &PathBuf,
+    extra: &[String],
+) -> anyhow::Result<BenchServer> {
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--grpc-listen-addr", "127.0.0.1:0"])
+        .args(["--http-listen-addr", "127.0.0.1:0"])
+        .args(["--query-listen-addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("SIGHTLINE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let pid = child.id();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut ready)?;
+    let addr = |name: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("no {name} address in {ready:?}"))
+    };
+    Ok(BenchServer {
+        pid,
+        grpc: format!("http://{}", addr("grpc")?),
+        query: addr("query")?,
+        child,
+    })
+}
+
+/// The `i`-th encoded request of a load, `None` past its end.
+type Load = Arc<dyn Fn(usize) -> Option<Bytes> + Send + Sync>;
+
+/// Sends every request of `load` to the gRPC method `path` over `streams` connections, retrying
+/// refusals; returns how many refusals there were.
+async fn send_all(
+    grpc: &str,
+    path: &'static str,
+    streams: usize,
+    load: Load,
+) -> anyhow::Result<u64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let channel = tonic::transport::Endpoint::from_shared(grpc.to_owned())?
+            .connect()
+            .await?;
+        let (load, next, refused) = (load.clone(), next.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = tonic::client::Grpc::new(channel);
+            let path = PathAndQuery::from_static(path);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(body) = load(i) else { break };
+                loop {
+                    client.ready().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    match client
+                        .unary(tonic::Request::new(body.clone()), path.clone(), RawCodec)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(status) => bail!("export failed: {status}"),
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(refused.load(Ordering::Relaxed))
 }
 
 /// Times the query API on the loaded data: each query run `RUNS` times, p50 and max printed.
@@ -296,7 +674,7 @@ struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
+    type Decode = ();
     type Encoder = RawCodec;
     type Decoder = RawCodec;
 
@@ -319,14 +697,16 @@ impl Encoder for RawCodec {
     }
 }
 
+/// Answers are skipped: a partial success would only come from invalid records, and the
+/// generated load has none.
 impl Decoder for RawCodec {
-    type Item = ExportTraceServiceResponse;
+    type Item = ();
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|err| tonic::Status::internal(err.to_string()))
+        use prost::bytes::Buf;
+        src.advance(src.remaining());
+        Ok(Some(()))
     }
 }
 
@@ -437,13 +817,24 @@ fn mix(mut x: u64) -> u64 {
 /// The status code of a plain HTTP/1.0 GET, once the whole answer has been read (no client
 /// library needed for a few polls).
 fn http_get(addr: &str, path: &str) -> anyhow::Result<u16> {
+    Ok(http_get_body(addr, path)?.0)
+}
+
+/// The status code and body of a plain HTTP/1.0 GET.
+fn http_get_body(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let head = answer.get(9..12).context("short HTTP answer")?;
-    Ok(std::str::from_utf8(head)?.parse()?)
+    let status = std::str::from_utf8(head)?.parse()?;
+    let text = String::from_utf8_lossy(&answer);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -470,6 +861,20 @@ fn vm_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
         .context("no such /proc status line")?
         .parse()
         .map_err(Into::into)
+}
+
+/// Bytes of the files of a tantivy index by extension (store, term, idx, pos, fast, ...),
+/// largest first.
+fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut sizes = std::collections::BTreeMap::<String, u64>::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ext = name.rsplit('.').next().unwrap_or_default().to_owned();
+        *sizes.entry(ext).or_default() += entry.metadata().map_or(0, |m| m.len());
+    }
+    let mut sizes: Vec<_> = sizes.into_iter().collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
