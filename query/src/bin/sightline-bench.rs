@@ -434,7 +434,7 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
                 }
                 text.push_str(". ");
             }
-            if r % 12 == 0 {
+            if r.is_multiple_of(12) {
                 text.push_str("timeout waiting for upstream");
             }
             if r % 400 == 1 {
@@ -455,7 +455,7 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
             );
             let mut trace_id = Vec::new();
             let mut span_id = Vec::new();
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 trace_id.extend_from_slice(&mix(n / 8).to_be_bytes());
                 trace_id.extend_from_slice(&(n / 8 + 1).to_be_bytes());
                 span_id.extend_from_slice(&mix(n ^ 0x5bd1e995).to_be_bytes());
@@ -873,7 +873,7 @@ fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
         *sizes.entry(ext).or_default() += entry.metadata().map_or(0, |m| m.len());
     }
     let mut sizes: Vec<_> = sizes.into_iter().collect();
-    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
     sizes
 }
 
