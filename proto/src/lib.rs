@@ -5,6 +5,7 @@
 //!   keeps, and its compact protobuf encoding.
 //! - [`log`]: [`LogRecord`], the same for one log record, plus severity names and the W3C
 //!   `traceparent` parser.
+//! - [`metric`]: OTLP metrics as Prometheus series (names, labels, histograms, deltas marked).
 //! - [`record`]: the encoder both write with, a one-item OTLP `Resource*` message whose shared
 //!   resource and scope are encoded once per batch.
 //! - [`validate`]: per-record checks of an OTLP export request; invalid records are removed
@@ -17,6 +18,7 @@
 
 pub mod ids;
 pub mod log;
+pub mod metric;
 pub mod otlp_json;
 pub mod record;
 pub mod span;

@@ -9,12 +9,20 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as OtlpValue;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
+use opentelemetry_proto::tonic::metrics::v1::{
+    exemplar, metric, number_data_point, Exemplar, ExponentialHistogram,
+    ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric as OtlpMetric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
@@ -60,6 +68,20 @@ pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest> {
     let root = Obj::new(&root, "")?;
     Ok(ExportLogsServiceRequest {
         resource_logs: root.list("resourceLogs", "resource_logs", decode_resource_logs)?,
+    })
+}
+
+/// Decodes an OTLP/JSON `ExportMetricsServiceRequest`.
+pub fn decode_metrics_request(body: &[u8]) -> Result<ExportMetricsServiceRequest> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|err| JsonError::Syntax(err.to_string()))?;
+    let root = Obj::new(&root, "")?;
+    Ok(ExportMetricsServiceRequest {
+        resource_metrics: root.list(
+            "resourceMetrics",
+            "resource_metrics",
+            decode_resource_metrics,
+        )?,
     })
 }
 
@@ -163,6 +185,35 @@ impl<'a> Obj<'a> {
         match self.get(camel, snake) {
             None => Ok(0),
             Some((value, path)) => integer(value, &path),
+        }
+    }
+
+    fn i32(&self, camel: &str, snake: &str) -> Result<i32> {
+        match self.get(camel, snake) {
+            None => Ok(0),
+            Some((value, path)) => integer(value, &path),
+        }
+    }
+
+    fn f64(&self, camel: &str, snake: &str) -> Result<f64> {
+        Ok(self.optional_f64(camel, snake)?.unwrap_or(0.0))
+    }
+
+    /// A proto3 `optional double`: `None` when absent or null.
+    fn optional_f64(&self, camel: &str, snake: &str) -> Result<Option<f64>> {
+        self.get(camel, snake)
+            .map(|(value, path)| double(value, &path))
+            .transpose()
+    }
+
+    fn boolean(&self, camel: &str, snake: &str) -> Result<bool> {
+        match self.get(camel, snake) {
+            None => Ok(false),
+            Some((Value::Bool(flag), _)) => Ok(*flag),
+            Some((other, path)) => Err(field_error(
+                &path,
+                format!("expected a boolean, got {}", kind(other)),
+            )),
         }
     }
 
@@ -404,10 +455,205 @@ fn decode_log_record(value: &Value, path: &str) -> Result<OtlpLogRecord> {
     })
 }
 
-fn decode_attributes(obj: &Obj<'_>) -> Result<Vec<KeyValue>> {
-    obj.list("attributes", "attributes", |value, path| {
-        decode_key_value(value, path, 0)
+fn decode_resource_metrics(value: &Value, path: &str) -> Result<ResourceMetrics> {
+    let obj = Obj::new(value, path)?;
+    Ok(ResourceMetrics {
+        resource: obj
+            .object("resource", "resource")?
+            .map(|resource| decode_resource(&resource))
+            .transpose()?,
+        scope_metrics: obj.list("scopeMetrics", "scope_metrics", decode_scope_metrics)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
     })
+}
+
+fn decode_scope_metrics(value: &Value, path: &str) -> Result<ScopeMetrics> {
+    let obj = Obj::new(value, path)?;
+    Ok(ScopeMetrics {
+        scope: obj
+            .object("scope", "scope")?
+            .map(|scope| decode_scope(&scope))
+            .transpose()?,
+        metrics: obj.list("metrics", "metrics", decode_metric)?,
+        schema_url: obj.string("schemaUrl", "schema_url")?,
+    })
+}
+
+/// `AggregationTemporality` names, indexed by value.
+const AGGREGATION_TEMPORALITIES: &[&str] = &[
+    "AGGREGATION_TEMPORALITY_UNSPECIFIED",
+    "AGGREGATION_TEMPORALITY_DELTA",
+    "AGGREGATION_TEMPORALITY_CUMULATIVE",
+];
+
+/// A metric; its data is the first of gauge, sum, histogram, exponentialHistogram and summary
+/// present (as with attribute values), and `None` when there is none.
+fn decode_metric(value: &Value, path: &str) -> Result<OtlpMetric> {
+    let obj = Obj::new(value, path)?;
+    let temporality = |data: &Obj<'_>| {
+        data.enumeration(
+            "aggregationTemporality",
+            "aggregation_temporality",
+            AGGREGATION_TEMPORALITIES,
+        )
+    };
+    let data = if let Some(gauge) = obj.object("gauge", "gauge")? {
+        Some(metric::Data::Gauge(Gauge {
+            data_points: gauge.list("dataPoints", "data_points", decode_number_data_point)?,
+        }))
+    } else if let Some(sum) = obj.object("sum", "sum")? {
+        Some(metric::Data::Sum(Sum {
+            data_points: sum.list("dataPoints", "data_points", decode_number_data_point)?,
+            aggregation_temporality: temporality(&sum)?,
+            is_monotonic: sum.boolean("isMonotonic", "is_monotonic")?,
+        }))
+    } else if let Some(histogram) = obj.object("histogram", "histogram")? {
+        Some(metric::Data::Histogram(Histogram {
+            data_points: histogram.list(
+                "dataPoints",
+                "data_points",
+                decode_histogram_data_point,
+            )?,
+            aggregation_temporality: temporality(&histogram)?,
+        }))
+    } else if let Some(histogram) = obj.object("exponentialHistogram", "exponential_histogram")? {
+        Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: histogram.list(
+                "dataPoints",
+                "data_points",
+                decode_exponential_histogram_data_point,
+            )?,
+            aggregation_temporality: temporality(&histogram)?,
+        }))
+    } else if let Some(summary) = obj.object("summary", "summary")? {
+        Some(metric::Data::Summary(Summary {
+            data_points: summary.list("dataPoints", "data_points", decode_summary_data_point)?,
+        }))
+    } else {
+        None
+    };
+    Ok(OtlpMetric {
+        name: obj.string("name", "name")?,
+        description: obj.string("description", "description")?,
+        unit: obj.string("unit", "unit")?,
+        metadata: decode_key_values(&obj, "metadata", "metadata")?,
+        data,
+    })
+}
+
+fn decode_number_data_point(value: &Value, path: &str) -> Result<NumberDataPoint> {
+    let obj = Obj::new(value, path)?;
+    let value = if let Some((value, path)) = obj.get("asDouble", "as_double") {
+        Some(number_data_point::Value::AsDouble(double(value, &path)?))
+    } else if let Some((value, path)) = obj.get("asInt", "as_int") {
+        Some(number_data_point::Value::AsInt(integer(value, &path)?))
+    } else {
+        None
+    };
+    Ok(NumberDataPoint {
+        attributes: decode_attributes(&obj)?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano", "start_time_unix_nano")?,
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        exemplars: obj.list("exemplars", "exemplars", decode_exemplar)?,
+        flags: obj.u32("flags", "flags")?,
+        value,
+    })
+}
+
+fn decode_histogram_data_point(value: &Value, path: &str) -> Result<HistogramDataPoint> {
+    let obj = Obj::new(value, path)?;
+    Ok(HistogramDataPoint {
+        attributes: decode_attributes(&obj)?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano", "start_time_unix_nano")?,
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        count: obj.u64("count", "count")?,
+        sum: obj.optional_f64("sum", "sum")?,
+        bucket_counts: obj.list("bucketCounts", "bucket_counts", integer)?,
+        explicit_bounds: obj.list("explicitBounds", "explicit_bounds", double)?,
+        exemplars: obj.list("exemplars", "exemplars", decode_exemplar)?,
+        flags: obj.u32("flags", "flags")?,
+        min: obj.optional_f64("min", "min")?,
+        max: obj.optional_f64("max", "max")?,
+    })
+}
+
+fn decode_exponential_histogram_data_point(
+    value: &Value,
+    path: &str,
+) -> Result<ExponentialHistogramDataPoint> {
+    let obj = Obj::new(value, path)?;
+    let buckets = |camel: &str| {
+        obj.object(camel, camel)?
+            .map(|buckets| {
+                Ok::<_, JsonError>(Buckets {
+                    offset: buckets.i32("offset", "offset")?,
+                    bucket_counts: buckets.list("bucketCounts", "bucket_counts", integer)?,
+                })
+            })
+            .transpose()
+    };
+    Ok(ExponentialHistogramDataPoint {
+        attributes: decode_attributes(&obj)?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano", "start_time_unix_nano")?,
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        count: obj.u64("count", "count")?,
+        sum: obj.optional_f64("sum", "sum")?,
+        scale: obj.i32("scale", "scale")?,
+        zero_count: obj.u64("zeroCount", "zero_count")?,
+        positive: buckets("positive")?,
+        negative: buckets("negative")?,
+        flags: obj.u32("flags", "flags")?,
+        exemplars: obj.list("exemplars", "exemplars", decode_exemplar)?,
+        min: obj.optional_f64("min", "min")?,
+        max: obj.optional_f64("max", "max")?,
+        zero_threshold: obj.f64("zeroThreshold", "zero_threshold")?,
+    })
+}
+
+fn decode_summary_data_point(value: &Value, path: &str) -> Result<SummaryDataPoint> {
+    let obj = Obj::new(value, path)?;
+    Ok(SummaryDataPoint {
+        attributes: decode_attributes(&obj)?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano", "start_time_unix_nano")?,
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        count: obj.u64("count", "count")?,
+        sum: obj.f64("sum", "sum")?,
+        quantile_values: obj.list("quantileValues", "quantile_values", |value, path| {
+            let obj = Obj::new(value, path)?;
+            Ok(ValueAtQuantile {
+                quantile: obj.f64("quantile", "quantile")?,
+                value: obj.f64("value", "value")?,
+            })
+        })?,
+        flags: obj.u32("flags", "flags")?,
+    })
+}
+
+fn decode_exemplar(value: &Value, path: &str) -> Result<Exemplar> {
+    let obj = Obj::new(value, path)?;
+    let value = if let Some((value, path)) = obj.get("asDouble", "as_double") {
+        Some(exemplar::Value::AsDouble(double(value, &path)?))
+    } else if let Some((value, path)) = obj.get("asInt", "as_int") {
+        Some(exemplar::Value::AsInt(integer(value, &path)?))
+    } else {
+        None
+    };
+    Ok(Exemplar {
+        filtered_attributes: decode_key_values(&obj, "filteredAttributes", "filtered_attributes")?,
+        time_unix_nano: obj.u64("timeUnixNano", "time_unix_nano")?,
+        span_id: obj.hex_bytes("spanId", "span_id")?,
+        trace_id: obj.hex_bytes("traceId", "trace_id")?,
+        value,
+    })
+}
+
+fn decode_attributes(obj: &Obj<'_>) -> Result<Vec<KeyValue>> {
+    decode_key_values(obj, "attributes", "attributes")
+}
+
+/// A list of `{"key", "value"}` under `camel` or `snake`.
+fn decode_key_values(obj: &Obj<'_>, camel: &str, snake: &str) -> Result<Vec<KeyValue>> {
+    obj.list(camel, snake, |value, path| decode_key_value(value, path, 0))
 }
 
 fn decode_key_value(value: &Value, path: &str, depth: usize) -> Result<KeyValue> {
@@ -1192,5 +1438,399 @@ mod tests {
                 "errorMessage": "2 log records rejected: 2 x span_id must be 8 bytes, got 3"
             }})
         );
+    }
+
+    fn decode_metrics(value: Value) -> Result<ExportMetricsServiceRequest> {
+        decode_metrics_request(value.to_string().as_bytes())
+    }
+
+    /// The same JSON with every object key in snake_case.
+    fn snake_keys(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(key, value)| {
+                        let mut snake = String::new();
+                        for c in key.chars() {
+                            if c.is_ascii_uppercase() {
+                                snake.push('_');
+                            }
+                            snake.push(c.to_ascii_lowercase());
+                        }
+                        (snake, snake_keys(value))
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(snake_keys).collect()),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn every_metric_field_is_decoded() {
+        let kv = |key: &str, value: OtlpValue| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let attrs = |key: &str| json!([{"key": key, "value": {"stringValue": "v"}}]);
+        let exemplar = json!({
+            "filteredAttributes": [{"key": "user", "value": {"intValue": 3}}],
+            "timeUnixNano": "1700000000000000002",
+            "asInt": "-9223372036854775808",
+            "spanId": "A1A2A3A4A5A6A7A8",
+            "traceId": "0102030405060708090a0b0c0d0e0f10"
+        });
+        let body = json!({"resourceMetrics": [{
+            "resource": {
+                "attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}],
+                "droppedAttributesCount": 1
+            },
+            "scopeMetrics": [{
+                "scope": {"name": "lib", "version": "1", "droppedAttributesCount": "2"},
+                "metrics": [
+                    {
+                        "name": "temperature", "description": "d", "unit": "Cel",
+                        "metadata": [{"key": "m", "value": {"boolValue": true}}],
+                        "gauge": {"dataPoints": [
+                            {
+                                "attributes": attrs("g"),
+                                "startTimeUnixNano": "1", "timeUnixNano": 2,
+                                "asDouble": "-Infinity", "flags": 1,
+                                "exemplars": [exemplar, {"asDouble": 0.25}]
+                            },
+                            {"timeUnixNano": "18446744073709551615", "asInt": 42},
+                            {"timeUnixNano": 3}
+                        ]}
+                    },
+                    {
+                        "name": "requests",
+                        "sum": {
+                            "dataPoints": [{"asInt": "-5", "timeUnixNano": "4"}],
+                            "aggregationTemporality": "AGGREGATION_TEMPORALITY_CUMULATIVE",
+                            "isMonotonic": true
+                        }
+                    },
+                    {
+                        "name": "latency",
+                        "histogram": {
+                            "dataPoints": [{
+                                "attributes": attrs("h"),
+                                "startTimeUnixNano": 5, "timeUnixNano": "6",
+                                "count": "7", "sum": 12.5,
+                                "bucketCounts": ["1", 2, "0", 4],
+                                "explicitBounds": [0.1, 1, "Infinity"],
+                                "exemplars": [{"asDouble": "Infinity"}],
+                                "flags": "1", "min": 0.05, "max": "Infinity"
+                            }, {"count": 0}],
+                            "aggregationTemporality": 1
+                        }
+                    },
+                    {
+                        "name": "size",
+                        "exponentialHistogram": {
+                            "dataPoints": [{
+                                "attributes": attrs("e"),
+                                "startTimeUnixNano": "8", "timeUnixNano": 9,
+                                "count": 10, "sum": "-Infinity",
+                                "scale": -3, "zeroCount": "2",
+                                "positive": {"offset": "-2", "bucketCounts": [1, "3"]},
+                                "negative": {"offset": 1, "bucketCounts": ["18446744073709551615"]},
+                                "flags": 0,
+                                "exemplars": [{"timeUnixNano": "9", "asInt": 1}],
+                                "min": -1.5, "max": 8, "zeroThreshold": "1e-9"
+                            }],
+                            "aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA"
+                        }
+                    },
+                    {
+                        "name": "rpc",
+                        "summary": {"dataPoints": [{
+                            "attributes": attrs("s"),
+                            "startTimeUnixNano": "10", "timeUnixNano": "11",
+                            "count": "12", "sum": 99.5,
+                            "quantileValues": [
+                                {"quantile": 0.5, "value": 1.25},
+                                {"quantile": "1", "value": "NaN"}
+                            ],
+                            "flags": 1
+                        }]}
+                    },
+                    {"name": "empty", "unknownKind": {"dataPoints": []}}
+                ],
+                "schemaUrl": "s1"
+            }],
+            "schemaUrl": "s2"
+        }]});
+        let point_attrs = |key: &str| vec![kv(key, OtlpValue::StringValue("v".into()))];
+        let metric = |name: &str, data: metric::Data| OtlpMetric {
+            name: name.into(),
+            data: Some(data),
+            ..Default::default()
+        };
+        let expected = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", OtlpValue::StringValue("svc".into()))],
+                    dropped_attributes_count: 1,
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        version: "1".into(),
+                        attributes: vec![],
+                        dropped_attributes_count: 2,
+                    }),
+                    metrics: vec![
+                        OtlpMetric {
+                            name: "temperature".into(),
+                            description: "d".into(),
+                            unit: "Cel".into(),
+                            metadata: vec![kv("m", OtlpValue::BoolValue(true))],
+                            data: Some(metric::Data::Gauge(Gauge {
+                                data_points: vec![
+                                    NumberDataPoint {
+                                        attributes: point_attrs("g"),
+                                        start_time_unix_nano: 1,
+                                        time_unix_nano: 2,
+                                        exemplars: vec![
+                                            Exemplar {
+                                                filtered_attributes: vec![kv(
+                                                    "user",
+                                                    OtlpValue::IntValue(3),
+                                                )],
+                                                time_unix_nano: 1_700_000_000_000_000_002,
+                                                span_id: vec![
+                                                    0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8,
+                                                ],
+                                                trace_id: (1..=16).collect(),
+                                                value: Some(exemplar::Value::AsInt(i64::MIN)),
+                                            },
+                                            Exemplar {
+                                                value: Some(exemplar::Value::AsDouble(0.25)),
+                                                ..Default::default()
+                                            },
+                                        ],
+                                        flags: 1,
+                                        value: Some(number_data_point::Value::AsDouble(
+                                            f64::NEG_INFINITY,
+                                        )),
+                                    },
+                                    NumberDataPoint {
+                                        time_unix_nano: u64::MAX,
+                                        value: Some(number_data_point::Value::AsInt(42)),
+                                        ..Default::default()
+                                    },
+                                    NumberDataPoint {
+                                        time_unix_nano: 3,
+                                        ..Default::default()
+                                    },
+                                ],
+                            })),
+                        },
+                        metric(
+                            "requests",
+                            metric::Data::Sum(Sum {
+                                data_points: vec![NumberDataPoint {
+                                    time_unix_nano: 4,
+                                    value: Some(number_data_point::Value::AsInt(-5)),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: 2,
+                                is_monotonic: true,
+                            }),
+                        ),
+                        metric(
+                            "latency",
+                            metric::Data::Histogram(Histogram {
+                                data_points: vec![
+                                    HistogramDataPoint {
+                                        attributes: point_attrs("h"),
+                                        start_time_unix_nano: 5,
+                                        time_unix_nano: 6,
+                                        count: 7,
+                                        sum: Some(12.5),
+                                        bucket_counts: vec![1, 2, 0, 4],
+                                        explicit_bounds: vec![0.1, 1.0, f64::INFINITY],
+                                        exemplars: vec![Exemplar {
+                                            value: Some(exemplar::Value::AsDouble(f64::INFINITY)),
+                                            ..Default::default()
+                                        }],
+                                        flags: 1,
+                                        min: Some(0.05),
+                                        max: Some(f64::INFINITY),
+                                    },
+                                    HistogramDataPoint::default(),
+                                ],
+                                aggregation_temporality: 1,
+                            }),
+                        ),
+                        metric(
+                            "size",
+                            metric::Data::ExponentialHistogram(ExponentialHistogram {
+                                data_points: vec![ExponentialHistogramDataPoint {
+                                    attributes: point_attrs("e"),
+                                    start_time_unix_nano: 8,
+                                    time_unix_nano: 9,
+                                    count: 10,
+                                    sum: Some(f64::NEG_INFINITY),
+                                    scale: -3,
+                                    zero_count: 2,
+                                    positive: Some(Buckets {
+                                        offset: -2,
+                                        bucket_counts: vec![1, 3],
+                                    }),
+                                    negative: Some(Buckets {
+                                        offset: 1,
+                                        bucket_counts: vec![u64::MAX],
+                                    }),
+                                    flags: 0,
+                                    exemplars: vec![Exemplar {
+                                        time_unix_nano: 9,
+                                        value: Some(exemplar::Value::AsInt(1)),
+                                        ..Default::default()
+                                    }],
+                                    min: Some(-1.5),
+                                    max: Some(8.0),
+                                    zero_threshold: 1e-9,
+                                }],
+                                aggregation_temporality: 1,
+                            }),
+                        ),
+                        metric(
+                            "rpc",
+                            metric::Data::Summary(Summary {
+                                data_points: vec![SummaryDataPoint {
+                                    attributes: point_attrs("s"),
+                                    start_time_unix_nano: 10,
+                                    time_unix_nano: 11,
+                                    count: 12,
+                                    sum: 99.5,
+                                    quantile_values: vec![
+                                        ValueAtQuantile {
+                                            quantile: 0.5,
+                                            value: 1.25,
+                                        },
+                                        // "NaN" is checked, then replaced: NaN != NaN.
+                                        ValueAtQuantile {
+                                            quantile: 1.0,
+                                            value: -1.0,
+                                        },
+                                    ],
+                                    flags: 1,
+                                }],
+                            }),
+                        ),
+                        OtlpMetric {
+                            name: "empty".into(),
+                            ..Default::default()
+                        },
+                    ],
+                    schema_url: "s1".into(),
+                }],
+                schema_url: "s2".into(),
+            }],
+        };
+        let snake = snake_keys(&body);
+        assert!(
+            snake["resource_metrics"][0]["scope_metrics"][0]["metrics"][3]["exponential_histogram"]
+                ["data_points"][0]["zero_count"]
+                .is_string()
+        );
+        for body in [body, snake] {
+            let mut decoded = decode_metrics(body).unwrap();
+            let metrics = &mut decoded.resource_metrics[0].scope_metrics[0].metrics;
+            let Some(metric::Data::Summary(summary)) = &mut metrics[4].data else {
+                panic!("not a summary: {:?}", metrics[4]);
+            };
+            let nan = &mut summary.data_points[0].quantile_values[1].value;
+            assert!(nan.is_nan(), "{nan}");
+            *nan = -1.0;
+            assert_eq!(decoded, expected);
+        }
+        assert_eq!(decode_metrics(json!({})).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn aggregation_temporality_names_are_the_generated_ones() {
+        use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+        for (number, name) in AGGREGATION_TEMPORALITIES.iter().enumerate() {
+            let generated = AggregationTemporality::try_from(number as i32).unwrap();
+            assert_eq!(generated.as_str_name(), *name);
+        }
+        assert!(AggregationTemporality::try_from(AGGREGATION_TEMPORALITIES.len() as i32).is_err());
+    }
+
+    #[test]
+    fn metric_errors_name_the_field() {
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"histogram": {"dataPoints": [{}, {"bucketCounts": ["1", "x"]}]}}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.dataPoints[1].bucketCounts[1]: \
+             expected an integer, got \"x\""
+        );
+        let err = decode_metrics(json!({"resource_metrics": [{"scope_metrics": [{"metrics": [
+            {"exponential_histogram": {"data_points": [{"negative": {"bucket_counts": [-1]}}]}}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resource_metrics[0].scope_metrics[0].metrics[0].exponential_histogram.data_points[0]\
+             .negative.bucket_counts[0]: integer -1 is out of range"
+        );
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"sum": {"aggregationTemporality": "AGGREGATION_TEMPORALITY_SOMETIMES"}}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceMetrics[0].scopeMetrics[0].metrics[0].sum.aggregationTemporality: \
+             expected an integer, got \"AGGREGATION_TEMPORALITY_SOMETIMES\""
+        );
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"gauge": {"dataPoints": [{"exemplars": [{"traceId": "zz"}]}]}}
+        ]}]}]}))
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].exemplars[0]\
+                 .traceId: not valid hex"
+            ),
+            "{err}"
+        );
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"summary": {"dataPoints": [{"quantileValues": [{"value": "lots"}]}]}},
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceMetrics[0].scopeMetrics[0].metrics[0].summary.dataPoints[0]\
+             .quantileValues[0].value: expected a number, got \"lots\""
+        );
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"sum": {"isMonotonic": "yes"}}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceMetrics[0].scopeMetrics[0].metrics[0].sum.isMonotonic: \
+             expected a boolean, got a string"
+        );
+        let err = decode_metrics(json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"gauge": [1]}
+        ]}]}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge: expected an object, got an array"
+        );
+        assert!(matches!(
+            decode_metrics_request(b"[").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
     }
 }

@@ -27,7 +27,16 @@ impl Rejected {
         self.count == 0
     }
 
-    fn add(&mut self, reason: String) {
+    /// Adds what `other` rejected.
+    pub fn merge(&mut self, other: Rejected) {
+        self.count += other.count;
+        for (reason, count) in other.reasons {
+            *self.reasons.entry(reason).or_default() += count;
+        }
+    }
+
+    /// Counts one rejected record with its reason.
+    pub fn add(&mut self, reason: String) {
         self.count += 1;
         *self.reasons.entry(reason).or_default() += 1;
     }
