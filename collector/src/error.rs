@@ -22,9 +22,6 @@ pub enum IngestError {
     UnsupportedMediaType(String),
     #[error("unsupported content encoding {0:?}: use gzip, zstd or none")]
     UnsupportedEncoding(String),
-    /// The signal has no store yet.
-    #[error("{0} are not stored by this version of Sightline yet")]
-    Unimplemented(&'static str),
     /// The ingest queue is full: Sightline cannot keep up. Retryable.
     #[error("sightline is overloaded: the ingest queue is full, retry later")]
     Overloaded,
@@ -42,7 +39,6 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
                 "unsupported_media_type"
             }
-            IngestError::Unimplemented(_) => "unimplemented",
             IngestError::Overloaded => "overloaded",
             IngestError::Unavailable(_) => "unavailable",
         }
@@ -61,7 +57,6 @@ impl IngestError {
             | IngestError::UnsupportedMediaType(_)
             | IngestError::UnsupportedEncoding(_) => tonic::Status::invalid_argument(message),
             IngestError::TooLarge { .. } => tonic::Status::resource_exhausted(message),
-            IngestError::Unimplemented(_) => tonic::Status::unimplemented(message),
             IngestError::Overloaded | IngestError::Unavailable(_) => {
                 tonic::Status::with_error_details(
                     Code::Unavailable,
@@ -80,7 +75,6 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            IngestError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             IngestError::Overloaded | IngestError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -8,6 +8,8 @@
 //! - [`wal`]: the write-ahead log: segment files of checksummed frames, replay, truncation.
 //! - [`span_store`]: the tantivy span index and its lookups (trace by id, services, operations).
 //! - [`log_store`]: the tantivy log index: severity, body text, attributes, correlation ids.
+//! - [`metric_store`]: Prometheus-style series in memory, in Gorilla-compressed chunks.
+//! - [`span_metrics`]: RED metrics and service-graph edges derived from spans at ingest.
 //! - [`retention`]: deleting records by age and to stay within the disk budget.
 //! - [`error`]: request failures and their gRPC codes and HTTP statuses, in one place.
 //! - [`metrics`]: Sightline's own ingest metrics.
@@ -15,16 +17,19 @@
 pub mod error;
 mod index;
 pub mod log_store;
+pub mod metric_store;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
 pub mod retention;
+pub mod span_metrics;
 pub mod span_store;
 pub mod wal;
 
 pub use error::IngestError;
 pub use index::StoreSettings;
 pub use log_store::{LogSettings, LogStore};
+pub use metric_store::{MetricSettings, MetricStore};
 pub use metrics::IngestMetrics;
 pub use pipeline::{Ingester, Lane, Pipeline, PipelineSettings, Signal, Transport};
 pub use receiver::RequestLimits;

@@ -26,7 +26,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use sightline_proto::metric::{translate, TranslateSettings, Translated};
 use sightline_proto::validate::{
     count_log_records, count_spans, validate_logs_request, validate_trace_request, Rejected,
 };
@@ -37,8 +40,10 @@ use tracing::{error, info, warn};
 
 use crate::error::IngestError;
 use crate::log_store::{LogEncoder, LogStore};
+use crate::metric_store::MetricStore;
 use crate::metrics::IngestMetrics;
 use crate::retention::{Retention, RetentionSettings};
+use crate::span_metrics::SpanMetrics;
 use crate::span_store::{SpanFields, SpanStore};
 use crate::wal::{self, RecordKind, WalError, WalSegments, WalWriter};
 
@@ -110,6 +115,7 @@ impl Transport {
 pub enum Signal {
     Traces,
     Logs,
+    Metrics,
 }
 
 impl Signal {
@@ -118,6 +124,7 @@ impl Signal {
         match self {
             Signal::Traces => "traces",
             Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
         }
     }
 
@@ -125,6 +132,7 @@ impl Signal {
         match self {
             Signal::Traces => RecordKind::Spans,
             Signal::Logs => RecordKind::Logs,
+            Signal::Metrics => RecordKind::Metrics,
         }
     }
 }
@@ -212,11 +220,15 @@ impl Lane {
     }
 }
 
-enum WalCommand {
+/// A request to the write-ahead-log writer of a lane; `T` is what the lane does with a batch
+/// once it is durable (index documents, or metric samples to apply).
+enum WalCommand<T> {
     Append {
-        batch: Batch,
+        payload: Vec<u8>,
+        item: T,
         permit: OwnedSemaphorePermit,
-        ack: oneshot::Sender<Result<(), String>>,
+        /// What was refused while applying the batch (metric samples out of order, over a cap).
+        ack: oneshot::Sender<Result<Rejected, String>>,
     },
     /// Write what came before, then stop.
     Shutdown,
@@ -238,8 +250,11 @@ pub struct Ingester {
 struct IngesterInner {
     budget: Arc<Semaphore>,
     budget_bytes: usize,
-    traces_tx: SyncSender<WalCommand>,
-    logs_tx: SyncSender<WalCommand>,
+    traces_tx: SyncSender<WalCommand<Vec<TantivyDocument>>>,
+    logs_tx: SyncSender<WalCommand<Vec<TantivyDocument>>>,
+    metrics_tx: SyncSender<WalCommand<Translated>>,
+    translate: TranslateSettings,
+    span_metrics: Arc<SpanMetrics>,
     span_fields: SpanFields,
     log_encoder: LogEncoder,
     metrics: IngestMetrics,
@@ -256,10 +271,14 @@ impl Ingester {
         transport: Transport,
     ) -> Result<Rejected, IngestError> {
         let fields = self.inner.span_fields;
+        let span_metrics = self.inner.span_metrics.clone();
         self.export(Signal::Traces, encoded_bytes, transport, move || {
             let received = count_spans(&request);
             let rejected = validate_trace_request(&mut request);
             let batch = fields.batch(&request);
+            // Counted now, refused or not: a refused export is retried and counted again, which
+            // over-counts a little under overload rather than losing spans that were stored.
+            span_metrics.observe(&request);
             (received, rejected, batch)
         })
         .await
@@ -358,23 +377,201 @@ impl Ingester {
         batch: Batch,
         permit: OwnedSemaphorePermit,
     ) -> Result<(), IngestError> {
-        let (ack, acked) = oneshot::channel();
         let tx = match signal {
             Signal::Traces => &self.inner.traces_tx,
             Signal::Logs => &self.inner.logs_tx,
+            Signal::Metrics => {
+                return Err(IngestError::Unavailable(
+                    "metrics are ingested by export_metrics".into(),
+                ))
+            }
         };
-        match tx.try_send(WalCommand::Append { batch, permit, ack }) {
+        send_to_wal(tx, batch.payload, batch.documents, permit)
+            .await
+            .map(|_| ())
+    }
+
+    /// Validates and translates the metric points of `request`, writes it to the write-ahead
+    /// log and applies its samples to the metric store; returns once they are durable and
+    /// queryable, with every data point or sample refused on the way.
+    pub async fn export_metrics(
+        &self,
+        request: ExportMetricsServiceRequest,
+        encoded_bytes: usize,
+        transport: Transport,
+    ) -> Result<Rejected, IngestError> {
+        let started = Instant::now();
+        let labels = ["metrics", transport.label()];
+        let permit = self.acquire_budget(encoded_bytes)?;
+        let settings = self.inner.translate.clone();
+        let (payload, translated) = tokio::task::spawn_blocking(move || {
+            let translated = translate(&request, &settings);
+            (request.encode_to_vec(), translated)
+        })
+        .await
+        .map_err(|err| IngestError::Unavailable(format!("ingest task failed: {err}")))?;
+        let metrics = &self.inner.metrics;
+        metrics
+            .records_received
+            .with_label_values(&labels)
+            .inc_by(translated.points);
+        let mut rejected = translated.rejected.clone();
+        if !translated.samples.is_empty() {
+            let applied = send_to_wal(&self.inner.metrics_tx, payload, translated, permit).await?;
+            rejected.merge(applied);
+        }
+        metrics
+            .records_rejected
+            .with_label_values(&labels)
+            .inc_by(rejected.count);
+        metrics
+            .request_duration
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        Ok(rejected)
+    }
+}
+
+/// The metrics lane: its write-ahead log and the in-memory store it feeds. There is no index
+/// to commit: a batch is applied to the store as soon as it is durable, before it is
+/// acknowledged. The log is replayed whole at start (samples past retention are dropped), and
+/// its segments are deleted once everything in them is older than the retention.
+pub struct MetricLane {
+    pub wal_dir: PathBuf,
+    pub store: MetricStore,
+    pub translate: TranslateSettings,
+    /// Fed by the trace path; flushed into `store` by the caller.
+    pub span_metrics: Arc<SpanMetrics>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn start_metric_lane(
+    lane: MetricLane,
+    settings: &PipelineSettings,
+    metrics: &IngestMetrics,
+) -> Result<(SyncSender<WalCommand<Translated>>, JoinHandle<()>), PipelineError> {
+    let MetricLane {
+        wal_dir,
+        store,
+        translate: translate_settings,
+        span_metrics: _,
+    } = lane;
+    let label = Signal::Metrics.label();
+    for name in [
+        &metrics.index_errors,
+        &metrics.wal_fsyncs,
+        &metrics.wal_written_bytes,
+    ] {
+        name.with_label_values(&[label]);
+    }
+    let started = Instant::now();
+    let mut replayed = 0u64;
+    let wal = wal::open(&wal_dir, 0, settings.wal_segment_bytes, |frame| {
+        match ExportMetricsServiceRequest::decode(frame.payload.as_slice()) {
+            Ok(request) => {
+                let outcome = store.ingest(translate(&request, &translate_settings), now_ms());
+                replayed += outcome.accepted;
+            }
+            Err(err) => {
+                metrics.index_errors.with_label_values(&[label]).inc();
+                error!(seq = frame.seq, error = %err, "corrupt metrics batch in the write-ahead log");
+            }
+        }
+    })?;
+    info!(
+        signal = label,
+        replayed_samples = replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "write-ahead log replayed"
+    );
+    let segments = wal.segments();
+    metrics
+        .wal_bytes
+        .with_label_values(&[label])
+        .set(segments.disk_bytes() as i64);
+    let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let wal_metrics = metrics.clone();
+    let retention = store.settings().retention;
+    let thread = std::thread::Builder::new()
+        .name("sightline-wal-metrics".into())
+        .spawn(move || {
+            // Sequence numbers with the time they were written, to find the segments that hold
+            // nothing younger than the retention.
+            let mut marks: std::collections::VecDeque<(u64, Instant)> = Default::default();
+            let mut last_cleanup = Instant::now();
+            run_wal_writer(
+                Signal::Metrics,
+                wal,
+                rx,
+                wal_metrics.clone(),
+                |seq, translated, permit| {
+                    let outcome = store.ingest(translated, now_ms());
+                    drop(permit);
+                    if marks
+                        .back()
+                        .is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(10))
+                    {
+                        marks.push_back((seq, Instant::now()));
+                    }
+                    if last_cleanup.elapsed() >= Duration::from_secs(60) {
+                        last_cleanup = Instant::now();
+                        store.apply_retention(now_ms());
+                        let mut expired = None;
+                        while marks
+                            .front()
+                            .is_some_and(|(_, at)| at.elapsed() > retention)
+                        {
+                            expired = marks.pop_front().map(|(seq, _)| seq);
+                        }
+                        if let Some(seq) = expired {
+                            if segments.remove_committed(seq) > 0 {
+                                wal_metrics
+                                    .wal_bytes
+                                    .with_label_values(&[label])
+                                    .set(segments.disk_bytes() as i64);
+                            }
+                        }
+                    }
+                    outcome.rejected
+                },
+            )
+        })
+        .map_err(PipelineError::Thread)?;
+    Ok((tx, thread))
+}
+
+/// Queues a batch for the write-ahead log and waits until it is durable (and applied).
+async fn send_to_wal<T>(
+    tx: &SyncSender<WalCommand<T>>,
+    payload: Vec<u8>,
+    item: T,
+    permit: OwnedSemaphorePermit,
+) -> Result<Rejected, IngestError> {
+    let (ack, acked) = oneshot::channel();
+    {
+        match tx.try_send(WalCommand::Append {
+            payload,
+            item,
+            permit,
+            ack,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(IngestError::Overloaded),
             Err(TrySendError::Disconnected(_)) => {
                 return Err(IngestError::Unavailable("shutting down".into()))
             }
         }
-        acked
-            .await
-            .map_err(|_| IngestError::Unavailable("shutting down".into()))?
-            .map_err(IngestError::Unavailable)
     }
+    acked
+        .await
+        .map_err(|_| IngestError::Unavailable("shutting down".into()))?
+        .map_err(IngestError::Unavailable)
 }
 
 fn update_queue_gauge(metrics: &IngestMetrics, budget: &Semaphore, budget_bytes: usize) {
@@ -384,7 +581,7 @@ fn update_queue_gauge(metrics: &IngestMetrics, budget: &Semaphore, budget_bytes:
 
 /// The threads of one lane.
 struct RunningLane {
-    tx: SyncSender<WalCommand>,
+    tx: SyncSender<WalCommand<Vec<TantivyDocument>>>,
     wal_thread: JoinHandle<()>,
     index_thread: JoinHandle<()>,
 }
@@ -393,17 +590,20 @@ struct RunningLane {
 pub struct Pipeline {
     ingester: Ingester,
     lanes: Vec<RunningLane>,
+    metrics_lane: (SyncSender<WalCommand<Translated>>, JoinHandle<()>),
 }
 
 impl Pipeline {
     /// Replays each lane's write-ahead log into its index (everything after the index's last
     /// commit), commits, then starts the WAL writer and indexer threads of both lanes.
     /// Blocking: call it from a blocking context.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         spans: Lane,
         logs: Lane,
         span_fields: SpanFields,
         log_encoder: LogEncoder,
+        metric_lane: MetricLane,
         settings: &PipelineSettings,
         retention: Retention,
         metrics: IngestMetrics,
@@ -413,12 +613,18 @@ impl Pipeline {
         for lane in [spans, logs] {
             running.push(start_lane(lane, settings, &budget, &retention, &metrics)?);
         }
+        let translate = metric_lane.translate.clone();
+        let span_metrics = metric_lane.span_metrics.clone();
+        let metrics_lane = start_metric_lane(metric_lane, settings, &metrics)?;
         let ingester = Ingester {
             inner: Arc::new(IngesterInner {
                 budget,
                 budget_bytes: settings.ingest_queue_bytes,
                 traces_tx: running[0].tx.clone(),
                 logs_tx: running[1].tx.clone(),
+                metrics_tx: metrics_lane.0.clone(),
+                translate,
+                span_metrics,
                 span_fields,
                 log_encoder,
                 metrics,
@@ -427,6 +633,7 @@ impl Pipeline {
         Ok(Pipeline {
             ingester,
             lanes: running,
+            metrics_lane,
         })
     }
 
@@ -439,6 +646,10 @@ impl Pipeline {
     pub fn shutdown(self) {
         for lane in &self.lanes {
             let _ = lane.tx.send(WalCommand::Shutdown);
+        }
+        let _ = self.metrics_lane.0.send(WalCommand::Shutdown);
+        if self.metrics_lane.1.join().is_err() {
+            error!("metrics write-ahead log thread panicked");
         }
         for lane in self.lanes {
             if lane.wal_thread.join().is_err() {
@@ -561,7 +772,20 @@ fn start_lane(
     let wal_metrics = metrics.clone();
     let wal_thread = std::thread::Builder::new()
         .name(format!("sightline-wal-{label}"))
-        .spawn(move || run_wal_writer(signal, wal, wal_rx, index_tx, id_field, wal_metrics))
+        .spawn(move || {
+            run_wal_writer(signal, wal, wal_rx, wal_metrics, |seq, mut documents: Vec<TantivyDocument>, permit| {
+                stamp_ids(id_field, seq, &mut documents);
+                let job = IndexJob {
+                    seq,
+                    documents,
+                    _permit: permit,
+                };
+                if index_tx.send(job).is_err() {
+                    error!(seq, "indexer stopped: an acknowledged batch will be indexed at the next start");
+                }
+                Rejected::default()
+            })
+        })
         .map_err(PipelineError::Thread)?;
     let commit_interval = settings.commit_interval;
     let index_budget = budget.clone();
@@ -577,13 +801,14 @@ fn start_lane(
     })
 }
 
-fn run_wal_writer(
+/// Writes queued batches, one fsync per group, then hands each durable batch to `on_durable`
+/// and acknowledges it with what that refused.
+fn run_wal_writer<T>(
     signal: Signal,
     mut wal: WalWriter,
-    commands: Receiver<WalCommand>,
-    index_tx: SyncSender<IndexJob>,
-    id_field: Option<Field>,
+    commands: Receiver<WalCommand<T>>,
     metrics: IngestMetrics,
+    mut on_durable: impl FnMut(u64, T, OwnedSemaphorePermit) -> Rejected,
 ) {
     let label = [signal.label()];
     let mut pending = Vec::new();
@@ -594,13 +819,13 @@ fn run_wal_writer(
         while let Some(command) = next.take() {
             match command {
                 WalCommand::Append {
-                    mut batch,
+                    payload,
+                    item,
                     permit,
                     ack,
                 } => {
-                    let seq = wal.append(signal.record_kind(), &batch.payload);
-                    stamp_ids(id_field, seq, &mut batch.documents);
-                    pending.push((seq, batch.documents, permit, ack));
+                    let seq = wal.append(signal.record_kind(), &payload);
+                    pending.push((seq, item, permit, ack));
                 }
                 WalCommand::Shutdown => {
                     stop = true;
@@ -625,16 +850,9 @@ fn run_wal_writer(
                     .wal_bytes
                     .with_label_values(&label)
                     .add(written as i64);
-                for (seq, documents, permit, ack) in pending.drain(..) {
-                    let _ = ack.send(Ok(()));
-                    let job = IndexJob {
-                        seq,
-                        documents,
-                        _permit: permit,
-                    };
-                    if index_tx.send(job).is_err() {
-                        error!(seq, "indexer stopped: an acknowledged batch will be indexed at the next start");
-                    }
+                for (seq, item, permit, ack) in pending.drain(..) {
+                    let rejected = on_durable(seq, item, permit);
+                    let _ = ack.send(Ok(rejected));
                 }
             }
             Err(err) => {

@@ -31,6 +31,8 @@ pub enum RecordKind {
     Spans = 1,
     /// A batch of encoded log records (see `log_store::LogEncoder`).
     Logs = 2,
+    /// An OTLP `ExportMetricsServiceRequest`, as received (validated).
+    Metrics = 3,
 }
 
 impl RecordKind {
@@ -38,6 +40,7 @@ impl RecordKind {
         match byte {
             1 => Some(Self::Spans),
             2 => Some(Self::Logs),
+            3 => Some(Self::Metrics),
             _ => None,
         }
     }

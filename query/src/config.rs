@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sightline_collector::{
-    LogSettings, PipelineSettings, RequestLimits, RetentionSettings, StoreSettings,
+    LogSettings, MetricSettings, PipelineSettings, RequestLimits, RetentionSettings, StoreSettings,
 };
+use sightline_proto::metric::TranslateSettings;
 
 /// Every setting of a Sightline server. Field names carry their unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,16 @@ pub struct Config {
     /// Attribute and JSON-body field names that hold a correlation id, linking logs to each other
     /// and to the traces that carry the same id.
     pub correlation_keys: Vec<String>,
+    /// Metric samples older than this are dropped from memory (e.g. `24h`, `7d`).
+    #[serde(with = "duration_text")]
+    pub metrics_retention: Duration,
+    /// Metric series held at most; new series beyond it are refused and counted.
+    pub metrics_max_series: usize,
+    /// Series of one metric name held at most.
+    pub metrics_max_series_per_metric: usize,
+    /// Resource attributes copied as labels onto every metric series, so that no `target_info`
+    /// join is needed (`service.name` becomes `service_name`).
+    pub promote_resource_attributes: Vec<String>,
 }
 
 /// Durations in config files are written as text (`7d`, `36h`).
@@ -117,6 +128,10 @@ impl Default for Config {
             retention_check_interval_millis: RetentionSettings::default().check_interval.as_millis()
                 as u64,
             correlation_keys: LogSettings::default().correlation_keys,
+            metrics_retention: MetricSettings::default().retention,
+            metrics_max_series: MetricSettings::default().max_series,
+            metrics_max_series_per_metric: MetricSettings::default().max_series_per_metric,
+            promote_resource_attributes: TranslateSettings::default().promote_resource_attributes,
         }
     }
 }
@@ -145,6 +160,20 @@ impl Config {
                 max_disk_bytes: Some(self.retention_max_disk_bytes).filter(|bytes| *bytes > 0),
                 check_interval: Duration::from_millis(self.retention_check_interval_millis.max(1)),
             },
+        }
+    }
+
+    pub fn metric_settings(&self) -> MetricSettings {
+        MetricSettings {
+            retention: self.metrics_retention,
+            max_series: self.metrics_max_series,
+            max_series_per_metric: self.metrics_max_series_per_metric,
+        }
+    }
+
+    pub fn translate_settings(&self) -> TranslateSettings {
+        TranslateSettings {
+            promote_resource_attributes: self.promote_resource_attributes.clone(),
         }
     }
 
@@ -198,6 +227,20 @@ pub struct ConfigArgs {
     /// Comma-separated.
     #[arg(long, env = "SIGHTLINE_CORRELATION_KEYS", value_delimiter = ',')]
     pub correlation_keys: Option<Vec<String>>,
+    /// E.g. `24h`, `7d`.
+    #[arg(long, env = "SIGHTLINE_METRICS_RETENTION", value_parser = parse_duration)]
+    pub metrics_retention: Option<Duration>,
+    #[arg(long, env = "SIGHTLINE_METRICS_MAX_SERIES")]
+    pub metrics_max_series: Option<usize>,
+    #[arg(long, env = "SIGHTLINE_METRICS_MAX_SERIES_PER_METRIC")]
+    pub metrics_max_series_per_metric: Option<usize>,
+    /// Comma-separated.
+    #[arg(
+        long,
+        env = "SIGHTLINE_PROMOTE_RESOURCE_ATTRIBUTES",
+        value_delimiter = ','
+    )]
+    pub promote_resource_attributes: Option<Vec<String>>,
 }
 
 impl ConfigArgs {
@@ -226,7 +269,11 @@ impl ConfigArgs {
             retention_max_age,
             retention_max_disk_bytes,
             retention_check_interval_millis,
-            correlation_keys
+            correlation_keys,
+            metrics_retention,
+            metrics_max_series,
+            metrics_max_series_per_metric,
+            promote_resource_attributes
         );
         Ok(config)
     }

@@ -3,12 +3,14 @@
 //! - [`config`]: every setting, from defaults, a TOML file, `SIGHTLINE_*` variables and flags.
 //! - [`server`]: the all-in-one server: receivers, pipeline and query API in one process.
 //! - [`engine`]: the query engine (trace search and summaries).
-//! - [`api`]: the query port's HTTP API: Jaeger v1, native `/api/v1/`, `/healthz`, `/readyz`,
-//!   `/metrics`.
+//! - [`api`]: the query port's HTTP API: Jaeger v1, native `/api/v1/`, Prometheus under
+//!   `/prometheus/api/v1/`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`jaeger`]: Jaeger's JSON model and its mapping from OTLP spans.
+//! - [`promql`]: PromQL evaluation over the metric store, with Prometheus' semantics.
 
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod jaeger;
+pub mod promql;
 pub mod server;

@@ -5,15 +5,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use sightline_collector::pipeline::MetricLane;
 use sightline_collector::pipeline::{LOG_INDEX_DIR, SPAN_INDEX_DIR};
 use sightline_collector::receiver::{grpc, http};
 use sightline_collector::retention::Retention;
-use sightline_collector::{IngestMetrics, Lane, LogStore, Pipeline, SpanStore};
+use sightline_collector::span_metrics::SpanMetrics;
+use sightline_collector::{IngestMetrics, Lane, LogStore, MetricStore, Pipeline, SpanStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::api::params::now_nanos;
 use crate::api::{self, AppState};
+
+/// How often span-derived metrics are written to the metric store.
+const SPAN_METRICS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::config::Config;
 
 /// Runs Sightline until `shutdown` resolves, then stops accepting requests, indexes and commits
@@ -50,6 +56,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         config.log_settings(),
     )
     .with_context(|| format!("cannot open the log index in {}", config.data_dir.display()))?;
+    let metric_store = MetricStore::new(config.metric_settings());
     let (span_commits, _) = watch::channel(0);
     let (log_commits, log_commits_rx) = watch::channel(0);
     let ready = Arc::new(AtomicBool::new(false));
@@ -65,6 +72,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let state = AppState {
         spans: spans.clone(),
         logs: logs.clone(),
+        metrics: metric_store.clone(),
         log_commits: log_commits_rx,
         ready: ready.clone(),
         registry,
@@ -83,12 +91,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     );
     let span_lane = Lane::spans(&spans, span_writer, &config.data_dir, span_commits);
     let log_lane = Lane::logs(&logs, log_writer, &config.data_dir, log_commits);
+    let span_metrics = Arc::new(SpanMetrics::default());
+    let metric_lane = MetricLane {
+        wal_dir: config.data_dir.join("metrics-wal"),
+        store: metric_store.clone(),
+        translate: config.translate_settings(),
+        span_metrics: span_metrics.clone(),
+    };
     let pipeline = tokio::task::spawn_blocking(move || {
         Pipeline::start(
             span_lane,
             log_lane,
             *spans.fields(),
             logs.encoder(),
+            metric_lane,
             &pipeline_settings,
             retention,
             metrics,
@@ -99,6 +115,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     .context("cannot start the ingest pipeline")?;
 
     let ingester = pipeline.ingester();
+    // Span-derived metrics reach the metric store every few seconds.
+    let flusher = tokio::spawn(async move {
+        let mut every = tokio::time::interval(SPAN_METRICS_FLUSH);
+        loop {
+            every.tick().await;
+            let (span_metrics, store) = (span_metrics.clone(), metric_store.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = (now_nanos() / 1_000_000) as i64;
+                store.ingest(span_metrics.flush(now), now);
+            })
+            .await;
+        }
+    });
     let limits = config.request_limits();
     let grpc_server = tokio::spawn(grpc::serve(
         grpc_listener,
@@ -124,6 +153,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     let _ = stop_tx.send(true);
     grpc_server.await?.context("OTLP/gRPC server failed")?;
     http_server.await?.context("OTLP/HTTP server failed")?;
+    flusher.abort();
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     query_server.await?.context("query server failed")?;
     info!("sightline stopped");

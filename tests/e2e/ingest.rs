@@ -1,5 +1,5 @@
 //! The OTLP receivers' contract, with raw requests: encodings, compression, partial success,
-//! malformed and oversize bodies, back-pressure, and the unimplemented signal (metrics).
+//! malformed and oversize bodies, back-pressure, empty exports of every signal.
 
 use std::time::Duration;
 
@@ -506,47 +506,24 @@ async fn oversize_and_decompression_bomb_bodies_are_refused_without_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_answer_unimplemented_and_an_empty_log_export_succeeds() {
+async fn empty_log_and_metric_exports_succeed_and_malformed_ones_are_refused() {
     let server = Server::start(&[]);
-    let response = post(
-        &server,
-        "/v1/metrics",
-        "application/json",
-        None,
-        b"{}".to_vec(),
-    )
-    .await;
-    assert_eq!(response.status(), 501);
-    let status: Value = response.json().await.unwrap();
-    assert_eq!(status["code"], 12, "UNIMPLEMENTED");
-    assert!(
-        status["message"].as_str().unwrap().contains("not stored"),
-        "{status}"
-    );
-    let response = post(
-        &server,
-        "/v1/logs",
-        "application/json",
-        None,
-        b"{}".to_vec(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "{}");
-    let response = post(
-        &server,
-        "/v1/logs",
-        "application/json",
-        None,
-        b"{\"resourceLogs\": 3}".to_vec(),
-    )
-    .await;
-    assert_eq!(response.status(), 400);
-    let status: Value = response.json().await.unwrap();
-    assert!(
-        status["message"].as_str().unwrap().contains("resourceLogs"),
-        "{status}"
-    );
+    for (path, key) in [
+        ("/v1/logs", "resourceLogs"),
+        ("/v1/metrics", "resourceMetrics"),
+    ] {
+        let response = post(&server, path, "application/json", None, b"{}".to_vec()).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.text().await.unwrap(), "{}");
+        let body = format!("{{\"{key}\": 3}}").into_bytes();
+        let response = post(&server, path, "application/json", None, body).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let status: Value = response.json().await.unwrap();
+        assert!(
+            status["message"].as_str().unwrap().contains(key),
+            "{status}"
+        );
+    }
     let mut client = LogsServiceClient::connect(server.grpc_url()).await.unwrap();
     let response = client
         .export(ExportLogsServiceRequest::default())

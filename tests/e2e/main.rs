@@ -10,6 +10,7 @@ mod durability;
 mod ingest;
 mod large;
 mod logs;
+mod metrics;
 mod otel_sdk;
 mod otlp;
 mod retention;

@@ -1,5 +1,4 @@
-//! OTLP over gRPC: `TraceService/Export` and `LogsService/Export`, with `MetricsService`
-//! answering UNIMPLEMENTED until its store exists.
+//! OTLP over gRPC: `TraceService/Export`, `LogsService/Export` and `MetricsService/Export`.
 
 use std::future::Future;
 
@@ -13,7 +12,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -30,7 +29,6 @@ use tonic::{Request, Response, Status};
 use tower::util::MapResponseLayer;
 
 use super::RequestLimits;
-use crate::error::IngestError;
 use crate::pipeline::{Ingester, Transport};
 
 /// The gRPC status codes as numbers, as they travel in the `grpc-status` header.
@@ -100,25 +98,35 @@ impl LogsService for LogsReceiver {
     }
 }
 
-struct UnimplementedReceiver {
+struct MetricsReceiver {
     ingester: Ingester,
 }
 
-impl UnimplementedReceiver {
-    fn refuse(&self, signal: &'static str) -> Status {
-        let err = IngestError::Unimplemented(signal);
-        self.ingester.record_refusal(signal, Transport::Grpc, &err);
-        err.to_grpc_status()
-    }
-}
-
 #[tonic::async_trait]
-impl MetricsService for UnimplementedReceiver {
+impl MetricsService for MetricsReceiver {
     async fn export(
         &self,
-        _request: Request<ExportMetricsServiceRequest>,
+        request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        Err(self.refuse("metrics"))
+        let request = request.into_inner();
+        let encoded_bytes = request.encoded_len();
+        let rejected = self
+            .ingester
+            .export_metrics(request, encoded_bytes, Transport::Grpc)
+            .await
+            .map_err(|err| {
+                self.ingester
+                    .record_refusal("metrics", Transport::Grpc, &err);
+                err.to_grpc_status()
+            })?;
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: rejected.message("data points").map(|error_message| {
+                ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected.count as i64,
+                    error_message,
+                }
+            }),
+        }))
     }
 }
 
@@ -144,7 +152,7 @@ pub async fn serve(
     .accept_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
     .max_decoding_message_size(max);
-    let metrics = MetricsServiceServer::new(UnimplementedReceiver { ingester })
+    let metrics = MetricsServiceServer::new(MetricsReceiver { ingester })
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max);

@@ -14,6 +14,9 @@ use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -118,6 +121,19 @@ async fn export(state: &HttpState, headers: &HeaderMap, body: Body, signal: Sign
                     .export_logs(request, len, Transport::Http)
                     .await
             }
+            Signal::Metrics => {
+                let request = match format {
+                    Format::Protobuf => ExportMetricsServiceRequest::decode(bytes.as_slice())
+                        .map_err(|err| malformed(&err))?,
+                    Format::Json => {
+                        otlp_json::decode_metrics_request(&bytes).map_err(|err| malformed(&err))?
+                    }
+                };
+                state
+                    .ingester
+                    .export_metrics(request, len, Transport::Http)
+                    .await
+            }
         }
     }
     .await;
@@ -127,14 +143,12 @@ async fn export(state: &HttpState, headers: &HeaderMap, body: Body, signal: Sign
     }
 }
 
-async fn export_metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let format = request_format(&headers).unwrap_or(Format::Json);
-    refuse(
-        &state,
-        "metrics",
-        format,
-        IngestError::Unimplemented("metrics"),
-    )
+async fn export_metrics(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(&state, &headers, body, Signal::Metrics).await
 }
 
 fn request_format(headers: &HeaderMap) -> Result<Format, IngestError> {
@@ -224,6 +238,7 @@ fn encode_response(format: Format, signal: Signal, rejected: &Rejected) -> Respo
     let (records, json_key) = match signal {
         Signal::Traces => ("spans", "rejectedSpans"),
         Signal::Logs => ("log records", "rejectedLogRecords"),
+        Signal::Metrics => ("data points", "rejectedDataPoints"),
     };
     let partial = rejected
         .message(records)
@@ -241,6 +256,15 @@ fn encode_response(format: Format, signal: Signal, rejected: &Rejected) -> Respo
                 partial_success: partial.map(|(count, error_message)| ExportLogsPartialSuccess {
                     rejected_log_records: count,
                     error_message,
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: partial.map(|(count, error_message)| {
+                    ExportMetricsPartialSuccess {
+                        rejected_data_points: count,
+                        error_message,
+                    }
                 }),
             }
             .encode_to_vec(),

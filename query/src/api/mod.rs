@@ -7,6 +7,7 @@ pub mod logs;
 pub mod native;
 pub mod ops;
 pub mod params;
+pub mod prometheus;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::Router;
 use sightline_collector::span_store::SpanStoreError;
-use sightline_collector::{LogStore, SpanStore};
+use sightline_collector::{LogStore, MetricStore, SpanStore};
 use tracing::error;
 
 use crate::engine::traces::SearchError;
@@ -24,12 +25,13 @@ use crate::engine::traces::SearchError;
 pub struct AppState {
     pub spans: SpanStore,
     pub logs: LogStore,
+    pub metrics: MetricStore,
     /// The last write-ahead-log sequence number searchable in the log index; changes at each
     /// commit (live tail waits on it).
     pub log_commits: tokio::sync::watch::Receiver<u64>,
     /// Set once the write-ahead log has been replayed.
     pub ready: Arc<AtomicBool>,
-    pub registry: prometheus::Registry,
+    pub registry: ::prometheus::Registry,
 }
 
 /// The whole query-port router.
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jaeger_v3::router())
         .merge(native::router())
         .merge(logs::router())
+        .merge(prometheus::router())
         .merge(ops::router())
         .with_state(state)
 }

@@ -45,6 +45,44 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             format!("failed to encode metrics: {err}").into_bytes(),
         );
     }
+    // The metric store's figures are read at scrape time.
+    let stats = state.metrics.stats();
+    for (name, kind, help, value) in [
+        (
+            "sightline_metric_series",
+            "gauge",
+            "Series in the metric store.",
+            stats.series as u64,
+        ),
+        (
+            "sightline_metric_samples",
+            "gauge",
+            "Samples in the metric store.",
+            stats.samples,
+        ),
+        (
+            "sightline_metric_chunk_bytes",
+            "gauge",
+            "Bytes of compressed samples in the metric store.",
+            stats.chunk_bytes,
+        ),
+        (
+            "sightline_metric_series_refused_total",
+            "counter",
+            "New series refused because a series limit was reached.",
+            stats.refused_series,
+        ),
+        (
+            "sightline_metric_out_of_order_samples_total",
+            "counter",
+            "Samples refused because their series already had a newer one.",
+            stats.out_of_order,
+        ),
+    ] {
+        body.extend_from_slice(
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n").as_bytes(),
+        );
+    }
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],

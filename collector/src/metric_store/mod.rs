@@ -1,0 +1,632 @@
+//! The metric store: Prometheus-style series in memory, samples in Gorilla-compressed chunks.
+//!
+//! A series is its sorted label set (`__name__` included). An inverted index (label name ->
+//! value -> series ids) answers selectors; equality matchers narrow the candidates, every other
+//! matcher is checked on the candidates' labels. Each series keeps sealed chunks of
+//! [`Chunk::CAPACITY`] samples and one head chunk it appends to.
+//!
+//! Memory is bounded: a global and a per-metric series cap (new series past a cap are refused and
+//! counted, existing series keep working), and retention by age drops whole chunks, and whole
+//! series once they are empty. Samples must arrive in time order per series: a sample at the
+//! newest timestamp is a duplicate (a retried export, a replay) and skipped; an older one is
+//! refused and counted.
+
+pub mod chunk;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use sightline_proto::metric::{Exemplar, Labels, Metadata, Translated, STALE_NAN_BITS};
+use sightline_proto::validate::Rejected;
+
+pub use chunk::Chunk;
+
+/// Exemplars kept per series, newest last.
+const EXEMPLARS_PER_SERIES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct MetricSettings {
+    /// Samples older than this are dropped.
+    pub retention: Duration,
+    /// Series in the store, at most.
+    pub max_series: usize,
+    /// Series of one metric name, at most.
+    pub max_series_per_metric: usize,
+}
+
+impl Default for MetricSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            max_series: 1_000_000,
+            max_series_per_metric: 200_000,
+        }
+    }
+}
+
+type SeriesId = u32;
+
+/// A selected series: its labels and its samples `(unix ms, value)` in time order.
+pub type SelectedSeries = (Arc<Labels>, Vec<(i64, f64)>);
+
+struct SeriesData {
+    labels: Arc<Labels>,
+    sealed: Vec<Chunk>,
+    head: Chunk,
+    last_t: i64,
+    /// Running total of a delta series.
+    total: f64,
+    /// Start time of the cumulative series' current run (counter resets).
+    start_ms: Option<i64>,
+    exemplars: VecDeque<Exemplar>,
+}
+
+impl SeriesData {
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        self.sealed
+            .iter()
+            .chain(std::iter::once(&self.head).filter(|c| !c.is_empty()))
+    }
+
+    fn push(&mut self, t: i64, v: f64) {
+        if self.head.is_full() {
+            self.sealed.push(std::mem::take(&mut self.head));
+        }
+        self.head.push(t, v);
+        self.last_t = t;
+    }
+}
+
+#[derive(Default)]
+struct SeriesIndex {
+    ids: HashMap<Arc<Labels>, SeriesId>,
+    series: Vec<Option<Arc<Mutex<SeriesData>>>>,
+    free: Vec<SeriesId>,
+    postings: HashMap<String, HashMap<String, BTreeSet<SeriesId>>>,
+    per_metric: HashMap<String, usize>,
+    live: usize,
+}
+
+/// What one ingest call did.
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    /// Samples refused (series caps, out of order, past retention), with reasons.
+    pub rejected: Rejected,
+}
+
+/// Store-wide figures for `/metrics` and `status/tsdb`.
+#[derive(Debug, Default, Clone)]
+pub struct StoreStats {
+    pub series: usize,
+    pub samples: u64,
+    pub chunk_bytes: u64,
+    pub refused_series: u64,
+    pub out_of_order: u64,
+    /// Series count by metric name, largest first.
+    pub series_by_metric: Vec<(String, usize)>,
+    /// Distinct values by label name, largest first.
+    pub values_by_label: Vec<(String, usize)>,
+    pub min_time_ms: Option<i64>,
+    pub max_time_ms: Option<i64>,
+}
+
+/// The metric store; cheap to clone.
+#[derive(Clone)]
+pub struct MetricStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: MetricSettings,
+    index: RwLock<SeriesIndex>,
+    metadata: RwLock<BTreeMap<String, Metadata>>,
+    refused_series: AtomicU64,
+    out_of_order: AtomicU64,
+    samples: AtomicU64,
+}
+
+impl MetricStore {
+    pub fn new(settings: MetricSettings) -> MetricStore {
+        MetricStore {
+            inner: Arc::new(Inner {
+                settings,
+                index: RwLock::default(),
+                metadata: RwLock::default(),
+                refused_series: AtomicU64::new(0),
+                out_of_order: AtomicU64::new(0),
+                samples: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &MetricSettings {
+        &self.inner.settings
+    }
+
+    /// Adds the samples of a translated export; `now_ms` bounds retention.
+    pub fn ingest(&self, translated: Translated, now_ms: i64) -> IngestOutcome {
+        let mut outcome = IngestOutcome::default();
+        if !translated.metadata.is_empty() {
+            let mut metadata = self.inner.metadata.write();
+            for (name, meta) in translated.metadata {
+                metadata.insert(name, meta);
+            }
+        }
+        let oldest = now_ms - self.inner.settings.retention.as_millis() as i64;
+        for sample in translated.samples {
+            if sample.t_ms < oldest {
+                outcome
+                    .rejected
+                    .add("sample older than the retention".into());
+                continue;
+            }
+            let Some(series) = self.series_for(&sample.labels, &mut outcome.rejected) else {
+                continue;
+            };
+            let mut data = series.lock();
+            if sample.t_ms <= data.last_t {
+                if sample.t_ms < data.last_t {
+                    self.inner.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    outcome
+                        .rejected
+                        .add("sample older than the newest of its series (out of order)".into());
+                }
+                continue;
+            }
+            let stale = sample.value.to_bits() == STALE_NAN_BITS;
+            let mut value = sample.value;
+            if sample.delta && !stale {
+                data.total += sample.value;
+                value = data.total;
+            }
+            // A counter's start time: a new run begins with a zero at its start (Prometheus'
+            // created timestamps), so `rate` sees the first increase and the reset.
+            if let Some(start) = sample.start_ms {
+                if data.start_ms.is_none_or(|previous| start > previous) {
+                    data.start_ms = Some(start);
+                    if start < sample.t_ms && start > data.last_t && start >= oldest {
+                        data.push(start, 0.0);
+                    }
+                }
+            }
+            data.push(sample.t_ms, value);
+            for exemplar in sample.exemplars {
+                if data.exemplars.len() == EXEMPLARS_PER_SERIES {
+                    data.exemplars.pop_front();
+                }
+                data.exemplars.push_back(exemplar);
+            }
+            outcome.accepted += 1;
+        }
+        self.inner
+            .samples
+            .fetch_add(outcome.accepted, Ordering::Relaxed);
+        outcome
+    }
+
+    fn series_for(
+        &self,
+        labels: &Labels,
+        rejected: &mut Rejected,
+    ) -> Option<Arc<Mutex<SeriesData>>> {
+        {
+            let index = self.inner.index.read();
+            if let Some(&id) = index.ids.get(labels) {
+                return index.series[id as usize].clone();
+            }
+        }
+        let mut index = self.inner.index.write();
+        if let Some(&id) = index.ids.get(labels) {
+            return index.series[id as usize].clone();
+        }
+        let name = labels
+            .iter()
+            .find(|(k, _)| k == "__name__")
+            .map_or("", |(_, v)| v.as_str())
+            .to_owned();
+        let settings = &self.inner.settings;
+        if index.live >= settings.max_series {
+            self.inner.refused_series.fetch_add(1, Ordering::Relaxed);
+            rejected.add(format!(
+                "series limit reached ({} series): new series refused",
+                settings.max_series
+            ));
+            return None;
+        }
+        if index.per_metric.get(&name).copied().unwrap_or(0) >= settings.max_series_per_metric {
+            self.inner.refused_series.fetch_add(1, Ordering::Relaxed);
+            rejected.add(format!(
+                "series limit of metric {name} reached ({} series): new series refused",
+                settings.max_series_per_metric
+            ));
+            return None;
+        }
+        let labels = Arc::new(labels.clone());
+        let data = Arc::new(Mutex::new(SeriesData {
+            labels: labels.clone(),
+            sealed: Vec::new(),
+            head: Chunk::default(),
+            last_t: i64::MIN,
+            total: 0.0,
+            start_ms: None,
+            exemplars: VecDeque::new(),
+        }));
+        let id = match index.free.pop() {
+            Some(id) => {
+                index.series[id as usize] = Some(data.clone());
+                id
+            }
+            None => {
+                index.series.push(Some(data.clone()));
+                (index.series.len() - 1) as SeriesId
+            }
+        };
+        for (key, value) in labels.iter() {
+            index
+                .postings
+                .entry(key.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(id);
+        }
+        *index.per_metric.entry(name).or_default() += 1;
+        index.live += 1;
+        index.ids.insert(labels, id);
+        Some(data)
+    }
+
+    /// The series whose labels hold every `(name, value)` of `required` and pass `keep`.
+    fn candidates(
+        &self,
+        required: &[(&str, &str)],
+        keep: &dyn Fn(&Labels) -> bool,
+    ) -> Vec<Arc<Mutex<SeriesData>>> {
+        let index = self.inner.index.read();
+        let mut lists: Vec<&BTreeSet<SeriesId>> = Vec::new();
+        for (name, value) in required {
+            match index
+                .postings
+                .get(*name)
+                .and_then(|values| values.get(*value))
+            {
+                Some(ids) => lists.push(ids),
+                None => return Vec::new(),
+            }
+        }
+        lists.sort_by_key(|ids| ids.len());
+        let ids: Vec<SeriesId> = match lists.split_first() {
+            Some((smallest, rest)) => smallest
+                .iter()
+                .copied()
+                .filter(|id| rest.iter().all(|list| list.contains(id)))
+                .collect(),
+            None => (0..index.series.len() as SeriesId).collect(),
+        };
+        ids.into_iter()
+            .filter_map(|id| index.series.get(id as usize).cloned().flatten())
+            .filter(|series| keep(&series.lock().labels))
+            .collect()
+    }
+
+    /// Every matching series with its samples in `[start_ms, end_ms]`, in time order; series
+    /// without samples there are left out.
+    pub fn select(
+        &self,
+        required: &[(&str, &str)],
+        keep: &dyn Fn(&Labels) -> bool,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SelectedSeries> {
+        self.candidates(required, keep)
+            .into_iter()
+            .filter_map(|series| {
+                let data = series.lock();
+                let mut samples = Vec::new();
+                for chunk in data.chunks() {
+                    if chunk.last_t() < start_ms || chunk.first_t() > end_ms {
+                        continue;
+                    }
+                    samples.extend(
+                        chunk
+                            .samples()
+                            .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
+                    );
+                }
+                (!samples.is_empty()).then(|| (data.labels.clone(), samples))
+            })
+            .collect()
+    }
+
+    /// Label sets of the matching series with samples in `[start_ms, end_ms]`.
+    pub fn series(
+        &self,
+        required: &[(&str, &str)],
+        keep: &dyn Fn(&Labels) -> bool,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Arc<Labels>> {
+        let mut found: Vec<Arc<Labels>> = self
+            .candidates(required, keep)
+            .into_iter()
+            .filter_map(|series| {
+                let data = series.lock();
+                let in_window = data
+                    .chunks()
+                    .any(|c| c.last_t() >= start_ms && c.first_t() <= end_ms);
+                in_window.then(|| data.labels.clone())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Exemplars of the matching series in `[start_ms, end_ms]`.
+    pub fn exemplars(
+        &self,
+        required: &[(&str, &str)],
+        keep: &dyn Fn(&Labels) -> bool,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Arc<Labels>, Vec<Exemplar>)> {
+        self.candidates(required, keep)
+            .into_iter()
+            .filter_map(|series| {
+                let data = series.lock();
+                let exemplars: Vec<Exemplar> = data
+                    .exemplars
+                    .iter()
+                    .filter(|e| e.t_ms >= start_ms && e.t_ms <= end_ms)
+                    .cloned()
+                    .collect();
+                (!exemplars.is_empty()).then(|| (data.labels.clone(), exemplars))
+            })
+            .collect()
+    }
+
+    pub fn metadata(&self) -> BTreeMap<String, Metadata> {
+        self.inner.metadata.read().clone()
+    }
+
+    /// Drops chunks entirely older than the retention, and series left empty.
+    pub fn apply_retention(&self, now_ms: i64) -> u64 {
+        let oldest = now_ms - self.inner.settings.retention.as_millis() as i64;
+        let mut dropped = 0u64;
+        let mut empty = Vec::new();
+        {
+            let index = self.inner.index.read();
+            for (id, series) in index.series.iter().enumerate() {
+                let Some(series) = series else { continue };
+                let mut data = series.lock();
+                data.sealed.retain(|chunk| {
+                    let keep = chunk.last_t() >= oldest;
+                    if !keep {
+                        dropped += chunk.len() as u64;
+                    }
+                    keep
+                });
+                if data.sealed.is_empty() && data.head.last_t() < oldest {
+                    dropped += data.head.len() as u64;
+                    data.head = Chunk::default();
+                    empty.push(id as SeriesId);
+                }
+            }
+        }
+        if !empty.is_empty() {
+            let mut index = self.inner.index.write();
+            for id in empty {
+                let Some(series) = index.series[id as usize].take() else {
+                    continue;
+                };
+                let labels = series.lock().labels.clone();
+                index.ids.remove(&labels);
+                for (key, value) in labels.iter() {
+                    if let Some(values) = index.postings.get_mut(key) {
+                        if let Some(ids) = values.get_mut(value) {
+                            ids.remove(&id);
+                            if ids.is_empty() {
+                                values.remove(value);
+                            }
+                        }
+                        if values.is_empty() {
+                            index.postings.remove(key);
+                        }
+                    }
+                }
+                if let Some((_, name)) = labels.iter().find(|(k, _)| k == "__name__") {
+                    if let Some(count) = index.per_metric.get_mut(name) {
+                        *count -= 1;
+                    }
+                }
+                index.live -= 1;
+                index.free.push(id);
+            }
+        }
+        self.inner.samples.fetch_sub(
+            dropped.min(self.inner.samples.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        dropped
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let index = self.inner.index.read();
+        let mut stats = StoreStats {
+            series: index.live,
+            samples: self.inner.samples.load(Ordering::Relaxed),
+            refused_series: self.inner.refused_series.load(Ordering::Relaxed),
+            out_of_order: self.inner.out_of_order.load(Ordering::Relaxed),
+            ..StoreStats::default()
+        };
+        for series in index.series.iter().flatten() {
+            let data = series.lock();
+            for chunk in data.chunks() {
+                stats.chunk_bytes += chunk.bytes() as u64;
+                stats.min_time_ms = Some(
+                    stats
+                        .min_time_ms
+                        .map_or(chunk.first_t(), |m| m.min(chunk.first_t())),
+                );
+                stats.max_time_ms = Some(
+                    stats
+                        .max_time_ms
+                        .map_or(chunk.last_t(), |m| m.max(chunk.last_t())),
+                );
+            }
+        }
+        stats.series_by_metric = index
+            .per_metric
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(name, n)| (name.clone(), *n))
+            .collect();
+        stats
+            .series_by_metric
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        stats.values_by_label = index
+            .postings
+            .iter()
+            .map(|(name, values)| (name.clone(), values.len()))
+            .collect();
+        stats
+            .values_by_label
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        stats
+    }
+
+    /// Label names of the series matching, sorted.
+    pub fn label_names(&self) -> Vec<String> {
+        let index = self.inner.index.read();
+        let mut names: Vec<String> = index.postings.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Values of a label, sorted.
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        let index = self.inner.index.read();
+        let mut values: Vec<String> = index
+            .postings
+            .get(name)
+            .map(|values| values.keys().cloned().collect())
+            .unwrap_or_default();
+        values.sort();
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_proto::metric::Sample;
+
+    fn labels(name: &str, extra: &[(&str, &str)]) -> Labels {
+        let mut labels: Labels = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.push(("__name__".into(), name.into()));
+        labels.sort();
+        labels
+    }
+
+    fn sample(labels: Labels, t_ms: i64, value: f64, delta: bool) -> Sample {
+        Sample {
+            labels,
+            t_ms,
+            value,
+            delta,
+            start_ms: None,
+            exemplars: Vec::new(),
+        }
+    }
+
+    fn translated(samples: Vec<Sample>) -> Translated {
+        Translated {
+            samples,
+            ..Translated::default()
+        }
+    }
+
+    #[test]
+    fn deltas_accumulate_duplicates_skip_and_out_of_order_is_refused() {
+        let store = MetricStore::new(MetricSettings::default());
+        let now = 10_000_000;
+        let a = labels("requests_total", &[("job", "api")]);
+        let outcome = store.ingest(
+            translated(vec![
+                sample(a.clone(), now - 3000, 5.0, true),
+                sample(a.clone(), now - 2000, 2.0, true),
+                sample(a.clone(), now - 2000, 2.0, true),
+                sample(a.clone(), now - 2500, 1.0, true),
+                sample(a.clone(), now - 1000, 0.0, true),
+            ]),
+            now,
+        );
+        assert_eq!(outcome.accepted, 3);
+        assert_eq!(outcome.rejected.count, 1);
+        let selected = store.select(&[("job", "api")], &|_| true, 0, now);
+        assert_eq!(selected.len(), 1);
+        // 5, then 5 + 2, then 7 + 0: the duplicate and the out-of-order delta are not added.
+        assert_eq!(
+            selected[0].1,
+            [(now - 3000, 5.0), (now - 2000, 7.0), (now - 1000, 7.0)]
+        );
+    }
+
+    #[test]
+    fn series_caps_refuse_new_series_only() {
+        let store = MetricStore::new(MetricSettings {
+            max_series: 3,
+            max_series_per_metric: 2,
+            ..MetricSettings::default()
+        });
+        let now = 1_000_000;
+        let samples = (0..3)
+            .map(|i| sample(labels("a", &[("i", &i.to_string())]), now, 1.0, false))
+            .chain((0..3).map(|i| sample(labels("b", &[("i", &i.to_string())]), now, 1.0, false)))
+            .collect();
+        let outcome = store.ingest(translated(samples), now);
+        // a: 2 (per-metric cap), b: 1 (global cap of 3).
+        assert_eq!(outcome.accepted, 3);
+        assert_eq!(outcome.rejected.count, 3);
+        assert_eq!(store.stats().refused_series, 3);
+        // Existing series keep taking samples.
+        let outcome = store.ingest(
+            translated(vec![sample(
+                labels("a", &[("i", "0")]),
+                now + 1,
+                2.0,
+                false,
+            )]),
+            now,
+        );
+        assert_eq!(outcome.accepted, 1);
+    }
+
+    #[test]
+    fn retention_drops_old_chunks_and_empty_series() {
+        let store = MetricStore::new(MetricSettings {
+            retention: Duration::from_secs(3600),
+            ..MetricSettings::default()
+        });
+        let old = labels("old", &[]);
+        let new = labels("new", &[]);
+        let now = 100_000_000;
+        let samples = (0..300)
+            .map(|i| sample(old.clone(), now - 3_000_000 + i * 1000, i as f64, false))
+            .chain((0..10).map(|i| sample(new.clone(), now - 10_000 + i * 1000, 1.0, false)))
+            .collect();
+        store.ingest(translated(samples), now);
+        assert_eq!(store.stats().series, 2);
+        // An hour after `now - 20 s`: the old series is past retention, the new one is not.
+        let dropped = store.apply_retention(now + 3_600_000 - 20_000);
+        assert_eq!(dropped, 300);
+        assert_eq!(store.stats().series, 1);
+        assert_eq!(store.label_values("__name__"), ["new"]);
+    }
+}
