@@ -24,6 +24,7 @@ use clap::Parser;
 use prost::bytes::{BufMut, Bytes};
 use prost::Message;
 use sightline_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use sightline_proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sightline_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use sightline_proto::otlp::common::v1::{
     any_value::Value, AnyValue, InstrumentationScope, KeyValue,
@@ -46,6 +47,7 @@ enum Shape {
 enum Signal {
     Traces,
     Logs,
+    Metrics,
 }
 
 /// Measure OTLP/gRPC span or log ingest of a real sightline server.
@@ -56,6 +58,12 @@ struct Args {
     /// Log lines to send (with `--signal logs`).
     #[arg(long, default_value_t = 1_000_000)]
     lines: usize,
+    /// Metric series (with `--signal metrics`).
+    #[arg(long, default_value_t = 10_000)]
+    series: usize,
+    /// Hours of 15 s samples per series, ending now (with `--signal metrics`).
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
     #[arg(long, value_enum, default_value = "rich")]
     shape: Shape,
     /// Spans to send.
@@ -87,6 +95,7 @@ fn main() -> anyhow::Result<()> {
     match args.signal {
         Signal::Traces => runtime.block_on(run(args)),
         Signal::Logs => runtime.block_on(run_logs(args)),
+        Signal::Metrics => runtime.block_on(run_metrics(args)),
     }
 }
 
@@ -492,6 +501,203 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
                 schema_url: String::new(),
             }],
             schema_url: String::new(),
+        }],
+    }
+}
+
+/// Metric ingest: `--series` counters with 15 s samples over `--hours`, then PromQL.
+async fn run_metrics(args: Args) -> anyhow::Result<()> {
+    const STEP_MS: i64 = 15_000;
+    const PER_REQUEST: usize = 2_500;
+    let server_bin = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("sightline"),
+    };
+    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let steps = (args.hours * 3_600_000.0 / STEP_MS as f64) as i64;
+    let first_ms = now_ms - steps * STEP_MS;
+    let series = args.series;
+    // Each stream owns a slice of the series and sends it one timestamp after the other, so
+    // every series receives its samples in time order.
+    let streams = args.streams.max(1);
+    let group = series.div_ceil(streams);
+    let requests_per_step = group.div_ceil(PER_REQUEST);
+    let total_samples = series as u64 * steps as u64;
+    println!(
+        "load: {series} counters x {steps} samples (15 s apart, {:.1} h) = {total_samples} samples, {PER_REQUEST} per request, {streams} streams",
+        args.hours
+    );
+    let mut extra = vec!["--metrics-retention".to_owned(), format!("{}h", (args.hours * 2.0).ceil() as u64 + 1)];
+    extra.extend(args.server_args.iter().cloned());
+    let server = start_server(&server_bin, &data_dir, &extra)?;
+    let pid = server.pid;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = vm_kib(pid, "VmRSS:")?;
+    let cpu_before = cpu_seconds(pid)?;
+    let own_cpu_before = cpu_seconds(std::process::id())?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for stream in 0..streams {
+        let grpc = server.grpc.clone();
+        let lo = stream * group;
+        let hi = ((stream + 1) * group).min(series);
+        let load: Load = Arc::new(move |i| {
+            let step = (i / requests_per_step) as i64;
+            let part = i % requests_per_step;
+            if step >= steps || lo >= hi {
+                return None;
+            }
+            let from = lo + part * PER_REQUEST;
+            let to = (from + PER_REQUEST).min(hi);
+            Some(Bytes::from(
+                make_metrics_request(from..to, first_ms + step * STEP_MS, first_ms).encode_to_vec(),
+            ))
+        });
+        tasks.push(tokio::spawn(async move {
+            send_all(
+                &grpc,
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                1,
+                load,
+            )
+            .await
+        }));
+    }
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
+    let rss_after = vm_kib(pid, "VmRSS:")?;
+    let peak = vm_kib(pid, "VmHWM:")?;
+    let (_, tsdb) = http_get_body(&server.query, "/prometheus/api/v1/status/tsdb")?;
+    let tsdb: serde_json::Value = serde_json::from_str(&tsdb)?;
+    let stored = tsdb["data"]["sightline"]["samples"].as_u64().unwrap_or(0);
+    let chunk_bytes = tsdb["data"]["sightline"]["chunkBytes"].as_u64().unwrap_or(0);
+    let stored_series = tsdb["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0);
+    println!(
+        "acknowledged: {total_samples} samples in {elapsed:.2} s = {:.0} samples/s; refused (retried): {refused}",
+        total_samples as f64 / elapsed
+    );
+    println!(
+        "server CPU: {cpu:.1} s ({:.2} cores); generator (this process) {own_cpu:.1} s",
+        cpu / elapsed
+    );
+    println!("stored: {stored} samples in {stored_series} series");
+    println!(
+        "memory: compressed samples {:.2} B/sample; RSS {:.0} -> {:.0} MiB (peak {:.0} MiB): {:.2} B/sample, {:.0} B/series all included",
+        chunk_bytes as f64 / stored.max(1) as f64,
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored.max(1) as f64,
+        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored_series.max(1) as f64,
+    );
+    if !args.no_queries {
+        let end_s = now_ms as f64 / 1000.0;
+        let encode = |q: &str| q.replace(' ', "%20").replace('(', "%28").replace(')', "%29").replace('[', "%5B").replace(']', "%5D");
+        let cases = [
+            (
+                "sum by (service) (rate(bench_requests_total[5m])), instant".to_owned(),
+                format!("/prometheus/api/v1/query?query={}&time={end_s}", encode("sum by (service) (rate(bench_requests_total[5m]))")),
+                21,
+            ),
+            (
+                "sum by (service) (rate(bench_requests_total[5m])), range over the last 1 h, step 60 s".to_owned(),
+                format!(
+                    "/prometheus/api/v1/query_range?query={}&start={}&end={end_s}&step=60",
+                    encode("sum by (service) (rate(bench_requests_total[5m]))"),
+                    end_s - 3600.0
+                ),
+                5,
+            ),
+            (
+                "one series by labels, instant".to_owned(),
+                format!("/prometheus/api/v1/query?query={}&time={end_s}", encode("bench_requests_total{pod=\"pod-7\",service=\"svc-7\"}").replace('"', "%22").replace('{', "%7B").replace('}', "%7D").replace('=', "%3D")),
+                21,
+            ),
+        ];
+        for (name, path, runs) in cases {
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let started = Instant::now();
+                let (status, body) = http_get_body(&server.query, &path)?;
+                times.push(started.elapsed());
+                if status != 200 {
+                    bail!("{path}: HTTP {status}: {body}");
+                }
+            }
+            times.sort();
+            println!(
+                "query: {name}: p50 {:.1} ms, max {:.1} ms ({runs} runs)",
+                times[times.len() / 2].as_secs_f64() * 1e3,
+                times[times.len() - 1].as_secs_f64() * 1e3
+            );
+        }
+    }
+    server.stop();
+    println!(
+        "disk: metrics write-ahead log {:.1} MB",
+        dir_bytes(&data_dir.join("metrics-wal")) as f64 / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// One timestamp of the counters `series`: service `svc-<i % 20>`, pod `pod-<i / 20>`, values
+/// growing by a few requests per 15 s.
+fn make_metrics_request(
+    series: std::ops::Range<usize>,
+    t_ms: i64,
+    start_ms: i64,
+) -> ExportMetricsServiceRequest {
+    use sightline_proto::otlp::metrics::v1::{
+        metric, number_data_point, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    let step = ((t_ms - start_ms) / 15_000) as u64;
+    let points = series
+        .map(|i| {
+            // A counter that needs no history: a per-series rate per step plus noise below the
+            // rate, so it never goes down.
+            let rate = 1 + mix(i as u64) % 9;
+            let value = (step * rate + mix(i as u64 ^ step) % rate) as f64;
+            NumberDataPoint {
+                attributes: vec![
+                    string_kv("service", &format!("svc-{}", i % 20)),
+                    string_kv("pod", &format!("pod-{}", i / 20)),
+                ],
+                start_time_unix_nano: start_ms as u64 * 1_000_000,
+                time_unix_nano: t_ms as u64 * 1_000_000,
+                value: Some(number_data_point::Value::AsDouble(value)),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![string_kv("service.name", "bench")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "bench.requests".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        data_points: points,
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
         }],
     }
 }
