@@ -435,7 +435,8 @@ impl Ingester {
 /// The metrics lane: its write-ahead log and the in-memory store it feeds. There is no index
 /// to commit: a batch is applied to the store as soon as it is durable, before it is
 /// acknowledged. The log is replayed whole at start (samples past retention are dropped), and
-/// its segments are deleted once everything in them is older than the retention.
+/// its segments are deleted once everything in them is older than the retention (checked as
+/// batches are written; the store's own retention is run by the caller on a timer).
 pub struct MetricLane {
     pub wal_dir: PathBuf,
     pub store: MetricStore,
@@ -521,7 +522,6 @@ fn start_metric_lane(
                     }
                     if last_cleanup.elapsed() >= Duration::from_secs(60) {
                         last_cleanup = Instant::now();
-                        store.apply_retention(now_ms());
                         let mut expired = None;
                         while marks
                             .front()

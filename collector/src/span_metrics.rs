@@ -29,7 +29,8 @@ pub const PAIRING_WINDOW: Duration = Duration::from_secs(10);
 const BUCKETS: [f64; 16] = [
     0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0,
 ];
-/// Pending half-edges kept at most; past it the oldest are expired early.
+/// Pending half-edges kept at most; past it, every pending one is settled at once (paired to a
+/// virtual node or counted as unpaired).
 const MAX_PENDING: usize = 100_000;
 
 const KIND_NAMES: [&str; 6] = [

@@ -423,7 +423,7 @@ fn translate_metric(
             out.metadata.insert(name.clone(), metadata("gauge"));
             for point in &gauge.data_points {
                 out.points += 1;
-                let Some(value) = number(point.value) else {
+                let Some(value) = number(point.value).or(no_value(point.flags)) else {
                     out.rejected.add(format!(
                         "gauge {:?}: a data point has no value",
                         metric.name
@@ -453,7 +453,7 @@ fn translate_metric(
             let delta = sum.aggregation_temporality == TEMPORALITY_DELTA;
             for point in &sum.data_points {
                 out.points += 1;
-                let Some(value) = number(point.value) else {
+                let Some(value) = number(point.value).or(no_value(point.flags)) else {
                     out.rejected
                         .add(format!("sum {:?}: a data point has no value", metric.name));
                     continue;
@@ -666,6 +666,11 @@ fn histogram_samples(
     });
 }
 
+/// A point flagged NO_RECORDED_VALUE needs no value: it becomes a staleness marker.
+fn no_value(flags: u32) -> Option<f64> {
+    (flags & FLAG_NO_RECORDED_VALUE != 0).then_some(f64::from_bits(STALE_NAN_BITS))
+}
+
 fn number(value: Option<NumberValue>) -> Option<f64> {
     Some(match value? {
         NumberValue::AsDouble(x) => x,
@@ -713,5 +718,176 @@ mod tests {
         assert_eq!(format_float(0.005), "0.005");
         assert_eq!(format_float(10.0), "10");
         assert_eq!(format_float(f64::INFINITY), "+Inf");
+    }
+
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Metric, NumberDataPoint,
+        ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    };
+
+    fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        let text = |key: &str, value: &str| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(AnyValueKind::StringValue(value.into())),
+            }),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        text("service.name", "api"),
+                        text("service.instance.id", "api-1"),
+                        text("host.name", "h1"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn find<'a>(out: &'a Translated, name: &str, label: Option<(&str, &str)>) -> &'a Sample {
+        out.samples
+            .iter()
+            .find(|s| {
+                s.labels.contains(&("__name__".to_owned(), name.to_owned()))
+                    && label.is_none_or(|(k, v)| s.labels.contains(&(k.to_owned(), v.to_owned())))
+            })
+            .unwrap_or_else(|| panic!("no {name} {label:?} in {:#?}", out.samples))
+    }
+
+    #[test]
+    fn exponential_histograms_summaries_deltas_and_staleness() {
+        let out = translate(
+            &request(vec![
+                Metric {
+                    name: "latency".into(),
+                    unit: "ms".into(),
+                    data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                        data_points: vec![ExponentialHistogramDataPoint {
+                            time_unix_nano: 2_000_000_000,
+                            count: 6,
+                            sum: Some(20.0),
+                            // Scale 0: base 2. Zero bucket 1; positive offset 1: (2, 4] holds 2,
+                            // (4, 8] holds 3.
+                            scale: 0,
+                            zero_count: 1,
+                            positive: Some(Buckets {
+                                offset: 1,
+                                bucket_counts: vec![2, 3],
+                            }),
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: 1,
+                    })),
+                    ..Default::default()
+                },
+                Metric {
+                    name: "rpc.duration".into(),
+                    unit: "s".into(),
+                    data: Some(Data::Summary(Summary {
+                        data_points: vec![SummaryDataPoint {
+                            time_unix_nano: 2_000_000_000,
+                            count: 10,
+                            sum: 4.5,
+                            quantile_values: vec![ValueAtQuantile {
+                                quantile: 0.99,
+                                value: 0.9,
+                            }],
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                },
+                Metric {
+                    name: "jobs".into(),
+                    data: Some(Data::Sum(Sum {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 2_000_000_000,
+                            flags: FLAG_NO_RECORDED_VALUE,
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                },
+            ]),
+            &TranslateSettings::default(),
+        );
+        // The `jobs` point flagged NO_RECORDED_VALUE needs no value: a staleness marker.
+        assert!(
+            out.rejected.is_empty(),
+            "{:?}",
+            out.rejected.message("data points")
+        );
+        assert_eq!(
+            find(&out, "jobs_total", None).value.to_bits(),
+            STALE_NAN_BITS
+        );
+        let bucket = |le| find(&out, "latency_milliseconds_bucket", Some(("le", le)));
+        assert_eq!(bucket("0").value, 1.0);
+        assert_eq!(bucket("4").value, 3.0);
+        assert_eq!(bucket("8").value, 6.0);
+        assert_eq!(bucket("+Inf").value, 6.0);
+        assert!(
+            bucket("8").delta,
+            "DELTA temporality is marked for the store"
+        );
+        assert_eq!(find(&out, "latency_milliseconds_count", None).value, 6.0);
+        assert_eq!(
+            find(&out, "rpc_duration_seconds", Some(("quantile", "0.99"))).value,
+            0.9
+        );
+        assert_eq!(find(&out, "rpc_duration_seconds_count", None).value, 10.0);
+        let sample = find(&out, "rpc_duration_seconds_sum", None);
+        assert!(sample
+            .labels
+            .contains(&("job".to_owned(), "api".to_owned())));
+        assert!(sample
+            .labels
+            .contains(&("instance".to_owned(), "api-1".to_owned())));
+        assert!(sample
+            .labels
+            .contains(&("service_name".to_owned(), "api".to_owned())));
+        let info = find(&out, "target_info", None);
+        assert!(info
+            .labels
+            .contains(&("host_name".to_owned(), "h1".to_owned())));
+        assert_eq!(out.metadata["latency_milliseconds"].kind, "histogram");
+        assert_eq!(out.metadata["rpc_duration_seconds"].kind, "summary");
+    }
+
+    #[test]
+    fn a_point_flagged_no_recorded_value_is_a_staleness_marker() {
+        let out = translate(
+            &request(vec![Metric {
+                name: "temperature".into(),
+                data: Some(Data::Gauge(
+                    opentelemetry_proto::tonic::metrics::v1::Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 3_000_000_000,
+                            flags: FLAG_NO_RECORDED_VALUE,
+                            value: Some(NumberValue::AsDouble(0.0)),
+                            ..Default::default()
+                        }],
+                    },
+                )),
+                ..Default::default()
+            }]),
+            &TranslateSettings::default(),
+        );
+        assert_eq!(
+            find(&out, "temperature", None).value.to_bits(),
+            STALE_NAN_BITS
+        );
     }
 }

@@ -20,6 +20,8 @@ use crate::api::{self, AppState};
 
 /// How often span-derived metrics are written to the metric store.
 const SPAN_METRICS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the metric store drops samples past its retention.
+const METRIC_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 use crate::config::Config;
 
 /// Runs Sightline until `shutdown` resolves, then stops accepting requests, indexes and commits
@@ -115,15 +117,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
     .context("cannot start the ingest pipeline")?;
 
     let ingester = pipeline.ingester();
-    // Span-derived metrics reach the metric store every few seconds.
+    // Span-derived metrics reach the metric store every few seconds; its retention runs every
+    // minute whether or not metrics arrive.
     let flusher = tokio::spawn(async move {
         let mut every = tokio::time::interval(SPAN_METRICS_FLUSH);
+        let mut last_retention = std::time::Instant::now();
         loop {
             every.tick().await;
             let (span_metrics, store) = (span_metrics.clone(), metric_store.clone());
+            let retention_due = last_retention.elapsed() >= METRIC_RETENTION_INTERVAL;
+            if retention_due {
+                last_retention = std::time::Instant::now();
+            }
             let _ = tokio::task::spawn_blocking(move || {
                 let now = (now_nanos() / 1_000_000) as i64;
                 store.ingest(span_metrics.flush(now), now);
+                if retention_due {
+                    store.apply_retention(now);
+                }
             })
             .await;
         }

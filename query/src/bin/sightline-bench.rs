@@ -531,7 +531,10 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
         "load: {series} counters x {steps} samples (15 s apart, {:.1} h) = {total_samples} samples, {PER_REQUEST} per request, {streams} streams",
         args.hours
     );
-    let mut extra = vec!["--metrics-retention".to_owned(), format!("{}h", (args.hours * 2.0).ceil() as u64 + 1)];
+    let mut extra = vec![
+        "--metrics-retention".to_owned(),
+        format!("{}h", (args.hours * 2.0).ceil() as u64 + 1),
+    ];
     extra.extend(args.server_args.iter().cloned());
     let server = start_server(&server_bin, &data_dir, &extra)?;
     let pid = server.pid;
@@ -579,7 +582,9 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
     let (_, tsdb) = http_get_body(&server.query, "/prometheus/api/v1/status/tsdb")?;
     let tsdb: serde_json::Value = serde_json::from_str(&tsdb)?;
     let stored = tsdb["data"]["sightline"]["samples"].as_u64().unwrap_or(0);
-    let chunk_bytes = tsdb["data"]["sightline"]["chunkBytes"].as_u64().unwrap_or(0);
+    let chunk_bytes = tsdb["data"]["sightline"]["chunkBytes"]
+        .as_u64()
+        .unwrap_or(0);
     let stored_series = tsdb["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0);
     println!(
         "acknowledged: {total_samples} samples in {elapsed:.2} s = {:.0} samples/s; refused (retried): {refused}",
@@ -601,7 +606,13 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
     );
     if !args.no_queries {
         let end_s = now_ms as f64 / 1000.0;
-        let encode = |q: &str| q.replace(' ', "%20").replace('(', "%28").replace(')', "%29").replace('[', "%5B").replace(']', "%5D");
+        let encode = |q: &str| {
+            q.replace(' ', "%20")
+                .replace('(', "%28")
+                .replace(')', "%29")
+                .replace('[', "%5B")
+                .replace(']', "%5D")
+        };
         let cases = [
             (
                 "sum by (service) (rate(bench_requests_total[5m])), instant".to_owned(),
