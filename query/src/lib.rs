@@ -1,6 +1,7 @@
 //! Sightline's query side and the `sightline` binary's building blocks.
 //!
 //! - [`config`]: every setting, from defaults, a TOML file, `SIGHTLINE_*` variables and flags.
+//! - [`demo`]: demo traffic of a small shop over OTLP (`--demo`, `sightline loadgen`).
 //! - [`server`]: the all-in-one server: receivers, pipeline and query API in one process.
 //! - [`engine`]: the query engine (trace search and summaries).
 //! - [`api`]: the query port's HTTP API: Jaeger v1, native `/api/v1/`, Prometheus under
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod jaeger;
 pub mod promql;

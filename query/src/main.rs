@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use sightline_query::config::ConfigArgs;
+use sightline_query::demo::{self, DemoArgs};
 use sightline_query::server;
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +14,23 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Also generate the telemetry of a demo shop into this server.
+    #[arg(long, env = "SIGHTLINE_DEMO")]
+    demo: bool,
+    #[command(flatten)]
+    demo_args: DemoArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Send the demo shop's telemetry to any OTLP/gRPC endpoint instead of running a server.
+    Loadgen {
+        /// OTLP/gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:4317")]
+        endpoint: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,10 +42,32 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = cli.config.resolve()?;
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sightline")
-        .build()?
-        .block_on(server::run(config, server::shutdown_signal()))
+        .build()?;
+    if let Some(Command::Loadgen { endpoint }) = cli.command {
+        return runtime.block_on(async {
+            tokio::select! {
+                result = demo::run(endpoint, cli.demo_args) => result,
+                () = server::shutdown_signal() => Ok(()),
+            }
+        });
+    }
+    let config = cli.config.resolve()?;
+    let (demo_on, demo_args) = (cli.demo, cli.demo_args);
+    runtime.block_on(server::run_with(
+        config,
+        server::shutdown_signal(),
+        move |addrs| {
+            if demo_on {
+                let endpoint = format!("http://{}", addrs.grpc);
+                tokio::spawn(async move {
+                    if let Err(err) = demo::run(endpoint, demo_args).await {
+                        tracing::error!(error = %err, "demo traffic failed");
+                    }
+                });
+            }
+        },
+    ))
 }

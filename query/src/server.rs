@@ -31,6 +31,23 @@ use crate::config::Config;
 /// `sightline ready: grpc=<addr> http=<addr> query=<addr>` on standard output (tests and scripts
 /// read the bound ports from it when they ask for port 0).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    run_with(config, shutdown, |_| {}).await
+}
+
+/// The addresses a running server listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub query: std::net::SocketAddr,
+}
+
+/// As [`run`], calling `on_ready` once every port accepts requests.
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    on_ready: impl FnOnce(Addrs) + Send,
+) -> anyhow::Result<()> {
     let grpc_listener = bind(config.grpc_listen_addr, "OTLP/gRPC").await?;
     let http_listener = bind(config.http_listen_addr, "OTLP/HTTP").await?;
     let query_listener = bind(config.query_listen_addr, "query").await?;
@@ -157,6 +174,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> a
         "sightline ready: grpc={} http={} query={}",
         addrs.0, addrs.1, addrs.2
     );
+    on_ready(Addrs {
+        grpc: addrs.0,
+        http: addrs.1,
+        query: addrs.2,
+    });
 
     shutdown.await;
     info!("shutting down: finishing requests in flight");

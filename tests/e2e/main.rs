@@ -6,6 +6,7 @@
 // `[id.clone()]` reads better than `std::slice::from_ref(&id)` in expected results.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
+mod demo;
 mod durability;
 mod ingest;
 mod large;
