@@ -102,6 +102,11 @@ impl Chunk {
         self.bits.bytes.len()
     }
 
+    /// Releases the spare capacity of the encoded bytes (once the chunk is full).
+    pub fn shrink_to_fit(&mut self) {
+        self.bits.bytes.shrink_to_fit();
+    }
+
     /// Appends a sample; `t` must be after the last sample's.
     pub fn push(&mut self, t: i64, v: f64) {
         let value = v.to_bits();

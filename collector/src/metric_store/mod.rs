@@ -73,7 +73,10 @@ impl SeriesData {
 
     fn push(&mut self, t: i64, v: f64) {
         if self.head.is_full() {
-            self.sealed.push(std::mem::take(&mut self.head));
+            let mut sealed = std::mem::take(&mut self.head);
+            // The encoder's buffer grew by doubling: give back what a full chunk will not use.
+            sealed.shrink_to_fit();
+            self.sealed.push(sealed);
         }
         self.head.push(t, v);
         self.last_t = t;
