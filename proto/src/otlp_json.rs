@@ -497,6 +497,27 @@ fn decode_metric(value: &Value, path: &str) -> Result<OtlpMetric> {
             AGGREGATION_TEMPORALITIES,
         )
     };
+    // `data` is a oneof: a metric with two kinds of data is malformed, not "the first one".
+    let kinds: Vec<&str> = [
+        ("gauge", "gauge"),
+        ("sum", "sum"),
+        ("histogram", "histogram"),
+        ("exponentialHistogram", "exponential_histogram"),
+        ("summary", "summary"),
+    ]
+    .into_iter()
+    .filter(|(camel, snake)| obj.get(camel, snake).is_some())
+    .map(|(camel, _)| camel)
+    .collect();
+    if kinds.len() > 1 {
+        return Err(field_error(
+            display_path(path),
+            format!(
+                "a metric holds one kind of data, got {}",
+                kinds.join(" and ")
+            ),
+        ));
+    }
     let data = if let Some(gauge) = obj.object("gauge", "gauge")? {
         Some(metric::Data::Gauge(Gauge {
             data_points: gauge.list("dataPoints", "data_points", decode_number_data_point)?,
@@ -1760,6 +1781,17 @@ mod tests {
             assert_eq!(generated.as_str_name(), *name);
         }
         assert!(AggregationTemporality::try_from(AGGREGATION_TEMPORALITIES.len() as i32).is_err());
+    }
+
+    #[test]
+    fn a_metric_with_two_kinds_of_data_is_refused() {
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"x","gauge":{},"sum":{}}]}]}]}"#;
+        let err = decode_metrics_request(body).unwrap_err().to_string();
+        assert!(
+            err.contains("resourceMetrics[0].scopeMetrics[0].metrics[0]"),
+            "{err}"
+        );
+        assert!(err.contains("gauge and sum"), "{err}");
     }
 
     #[test]

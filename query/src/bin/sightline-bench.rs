@@ -540,7 +540,11 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
     let pre_encode = total_samples <= 10_000_000;
     println!(
         "load encoded {}",
-        if pre_encode { "before the clock starts" } else { "while it is sent" }
+        if pre_encode {
+            "before the clock starts"
+        } else {
+            "while it is sent"
+        }
     );
     let server = start_server(&server_bin, &data_dir, &extra)?;
     let pid = server.pid;
