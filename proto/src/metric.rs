@@ -525,14 +525,16 @@ fn translate_metric(
                     ));
                     continue;
                 }
-                let base_factor = 2f64.powf(2f64.powi(-point.scale));
+                // base^index as 2^(index / 2^scale): exact for whole powers of two.
+                let step = 2f64.powi(-point.scale);
+                let bound = |index: i32| (f64::from(index) * step).exp2();
                 // (upper bound, count of that bucket alone), lowest first.
                 let mut buckets: Vec<(f64, u64)> = Vec::new();
                 if let Some(negative) = point.negative.as_ref() {
                     // Bucket i covers [-base^(i+1), -base^i): the most negative comes first.
                     for (i, count) in negative.bucket_counts.iter().enumerate().rev() {
                         let index = negative.offset + i as i32;
-                        buckets.push((-base_factor.powi(index), *count));
+                        buckets.push((-bound(index), *count));
                     }
                 }
                 buckets.push((point.zero_threshold.max(0.0), point.zero_count));
@@ -540,7 +542,7 @@ fn translate_metric(
                     // Bucket i covers (base^i, base^(i+1)].
                     for (i, count) in positive.bucket_counts.iter().enumerate() {
                         let index = positive.offset + i as i32 + 1;
-                        buckets.push((base_factor.powi(index), *count));
+                        buckets.push((bound(index), *count));
                     }
                 }
                 let counted: u64 = buckets.iter().map(|(_, c)| c).sum();

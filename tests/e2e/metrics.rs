@@ -628,3 +628,88 @@ async fn span_derived_red_metrics_and_service_graph_need_no_configuration() {
     assert_eq!(database.len(), 1, "no database edge after 20 s");
     assert_eq!(database[0].0["server"], "postgresql");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_otlp_json_metrics_with_exemplars_summaries_and_exponential_histograms() {
+    let server = Server::start(&[]);
+    let now = now_nanos();
+    let t = now.to_string();
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "http.server.request.duration", "unit": "s", "histogram": {
+                "aggregationTemporality": "AGGREGATION_TEMPORALITY_CUMULATIVE",
+                "dataPoints": [{"timeUnixNano": t, "startTimeUnixNano": (now - 60_000_000_000u64).to_string(),
+                    "count": "3", "sum": 1.5, "bucketCounts": ["1", "2"], "explicitBounds": [0.5],
+                    "exemplars": [{"timeUnixNano": t, "asDouble": 0.9,
+                        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}]}]}},
+            {"name": "queue.latency", "unit": "ms", "exponentialHistogram": {
+                "aggregationTemporality": 2,
+                "dataPoints": [{"timeUnixNano": t, "count": "4", "sum": 10, "scale": 1, "zeroCount": "1",
+                    "positive": {"offset": 0, "bucketCounts": ["1", "2"]}}]}},
+            {"name": "rpc.duration", "unit": "s", "summary": {
+                "dataPoints": [{"timeUnixNano": t, "count": "10", "sum": 2.5,
+                    "quantileValues": [{"quantile": 0.5, "value": 0.2}, {"quantile": 0.99, "value": 0.9}]}]}}
+        ]}]
+    }]});
+    let response = reqwest::Client::new()
+        .post(server.http_url("/v1/metrics"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "{}", "full success");
+
+    // Classic buckets: le=0.5 holds 1, +Inf all 3.
+    let buckets = wait_for(&server, "http_server_request_duration_seconds_bucket").await;
+    let mut les: Vec<(String, f64)> = buckets
+        .iter()
+        .map(|(l, v)| (l["le"].as_str().unwrap().to_owned(), *v))
+        .collect();
+    les.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(les, [("+Inf".to_owned(), 3.0), ("0.5".to_owned(), 1.0)]);
+    // Scale 1: base sqrt(2); zero bucket, then (1, 1.414] holds 1 and (1.414, 2] holds 2.
+    let exp = instant(&server, "queue_latency_milliseconds_bucket", None).await;
+    let mut exp: Vec<(String, f64)> = exp
+        .iter()
+        .map(|(l, v)| (l["le"].as_str().unwrap().to_owned(), *v))
+        .collect();
+    exp.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    assert_eq!(
+        exp,
+        [
+            ("0".to_owned(), 1.0),
+            ("1.4142135623730951".to_owned(), 2.0),
+            ("+Inf".to_owned(), 4.0),
+            ("2".to_owned(), 4.0)
+        ]
+    );
+    let p99 = instant(&server, "rpc_duration_seconds{quantile=\"0.99\"}", None).await;
+    assert_eq!(p99[0].1, 0.9);
+
+    // The exemplar keeps its trace: a chart point links to the trace.
+    let start = ((now / 1_000_000) as f64 / 1000.0 - 60.0).to_string();
+    let end = ((now / 1_000_000) as f64 / 1000.0 + 60.0).to_string();
+    let (status, body) = prom(
+        &server,
+        "query_exemplars",
+        &[
+            ("query", "http_server_request_duration_seconds_bucket"),
+            ("start", &start),
+            ("end", &end),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let series = &body["data"][0];
+    assert_eq!(
+        series["seriesLabels"]["le"], "+Inf",
+        "0.9 is above the 0.5 bound: {body}"
+    );
+    assert_eq!(
+        series["exemplars"][0]["labels"]["trace_id"],
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(series["exemplars"][0]["value"], "0.9");
+}
