@@ -7,6 +7,12 @@
 //! each delta-of-delta in one of five buckets (`0`, `10`+7 bits, `110`+9 bits, `1110`+12 bits,
 //! `1111`+64 bits), and each value as `0` (same), `10` + the meaningful bits inside the previous
 //! XOR's window, or `11` + 5 bits of leading zeros + 6 bits of length + the meaningful bits.
+//!
+//! A chunk whose first value is a whole number (counters, counts, most gauges) stores its values
+//! as integers instead, each as the delta-of-delta of the value in the same five buckets as the
+//! timestamps, as VictoriaMetrics does: a counter growing by a few units per sample costs about
+//! ten bits a sample instead of fifteen to twenty. A value that is not a whole number ends such a
+//! chunk (the series starts a new one). The first bit of a chunk says which kind it is.
 
 /// Appends bits to a byte vector.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +74,9 @@ pub struct Chunk {
     last_t: i64,
     last_delta: i64,
     last_value: u64,
+    /// Values are whole numbers stored as delta-of-deltas.
+    integers: bool,
+    last_value_delta: i64,
     /// Leading and trailing zeros of the last XOR that stored its bits, for window reuse.
     leading: u8,
     trailing: u8,
@@ -108,10 +117,22 @@ impl Chunk {
     }
 
     /// Appends a sample; `t` must be after the last sample's.
+    /// Whether `v` can be appended: anything to a float chunk, whole numbers to an integer one.
+    pub fn accepts(&self, v: f64) -> bool {
+        self.count == 0 || !self.integers || whole(v).is_some()
+    }
+
+    /// Appends a sample; `t` must be after the last sample's and the chunk must accept `v`.
     pub fn push(&mut self, t: i64, v: f64) {
+        if !self.accepts(v) {
+            unreachable_value();
+            return;
+        }
         let value = v.to_bits();
         match self.count {
             0 => {
+                self.integers = whole(v).is_some();
+                self.bits.push_bit(self.integers);
                 self.bits.push_bits(t as u64, 64);
                 self.bits.push_bits(value, 64);
                 self.first_t = t;
@@ -124,26 +145,7 @@ impl Chunk {
             }
             _ => {
                 let delta = t - self.last_t;
-                let dod = delta - self.last_delta;
-                match dod {
-                    0 => self.bits.push_bit(false),
-                    -63..=64 => {
-                        self.bits.push_bits(0b10, 2);
-                        self.bits.push_bits(dod as u64, 7);
-                    }
-                    -255..=256 => {
-                        self.bits.push_bits(0b110, 3);
-                        self.bits.push_bits(dod as u64, 9);
-                    }
-                    -2047..=2048 => {
-                        self.bits.push_bits(0b1110, 4);
-                        self.bits.push_bits(dod as u64, 12);
-                    }
-                    _ => {
-                        self.bits.push_bits(0b1111, 4);
-                        self.bits.push_bits(dod as u64, 64);
-                    }
-                }
+                self.push_dod(delta - self.last_delta);
                 self.push_value(value);
                 self.last_delta = delta;
             }
@@ -153,7 +155,42 @@ impl Chunk {
         self.count += 1;
     }
 
+    fn push_dod(&mut self, dod: i64) {
+        match dod {
+            0 => self.bits.push_bit(false),
+            -63..=64 => {
+                self.bits.push_bits(0b10, 2);
+                self.bits.push_bits(dod as u64, 7);
+            }
+            -255..=256 => {
+                self.bits.push_bits(0b110, 3);
+                self.bits.push_bits(dod as u64, 9);
+            }
+            -2047..=2048 => {
+                self.bits.push_bits(0b1110, 4);
+                self.bits.push_bits(dod as u64, 12);
+            }
+            _ => {
+                self.bits.push_bits(0b1111, 4);
+                self.bits.push_bits(dod as u64, 64);
+            }
+        }
+    }
+
     fn push_value(&mut self, value: u64) {
+        if self.integers {
+            let (Some(v), Some(last)) = (
+                whole(f64::from_bits(value)),
+                whole(f64::from_bits(self.last_value)),
+            ) else {
+                unreachable_value();
+                return;
+            };
+            let delta = v.wrapping_sub(last);
+            self.push_dod(delta.wrapping_sub(self.last_value_delta));
+            self.last_value_delta = delta;
+            return;
+        }
         let xor = value ^ self.last_value;
         if xor == 0 {
             self.bits.push_bit(false);
@@ -186,6 +223,8 @@ impl Chunk {
                 bytes: &self.bits.bytes,
                 position: 0,
             },
+            integers: false,
+            value_delta: 0,
             remaining: self.count,
             index: 0,
             t: 0,
@@ -200,6 +239,8 @@ impl Chunk {
 /// Decodes a [`Chunk`].
 pub struct ChunkIter<'a> {
     reader: BitReader<'a>,
+    integers: bool,
+    value_delta: i64,
     remaining: u16,
     index: u16,
     t: i64,
@@ -210,7 +251,26 @@ pub struct ChunkIter<'a> {
 }
 
 impl ChunkIter<'_> {
+    fn read_dod(&mut self) -> Option<i64> {
+        Some(if !self.reader.bit()? {
+            0
+        } else if !self.reader.bit()? {
+            sign_extend(self.reader.bits(7)?, 7)
+        } else if !self.reader.bit()? {
+            sign_extend(self.reader.bits(9)?, 9)
+        } else if !self.reader.bit()? {
+            sign_extend(self.reader.bits(12)?, 12)
+        } else {
+            self.reader.bits(64)? as i64
+        })
+    }
+
     fn read_value(&mut self) -> Option<u64> {
+        if self.integers {
+            self.value_delta = self.value_delta.wrapping_add(self.read_dod()?);
+            let last = f64::from_bits(self.value) as i64;
+            return Some((last.wrapping_add(self.value_delta) as f64).to_bits());
+        }
         if !self.reader.bit()? {
             return Some(self.value);
         }
@@ -230,6 +290,7 @@ impl ChunkIter<'_> {
     fn next_sample(&mut self) -> Option<(i64, f64)> {
         match self.index {
             0 => {
+                self.integers = self.reader.bit()?;
                 self.t = self.reader.bits(64)? as i64;
                 self.value = self.reader.bits(64)?;
             }
@@ -239,17 +300,7 @@ impl ChunkIter<'_> {
                 self.value = self.read_value()?;
             }
             _ => {
-                let dod = if !self.reader.bit()? {
-                    0
-                } else if !self.reader.bit()? {
-                    sign_extend(self.reader.bits(7)?, 7)
-                } else if !self.reader.bit()? {
-                    sign_extend(self.reader.bits(9)?, 9)
-                } else if !self.reader.bit()? {
-                    sign_extend(self.reader.bits(12)?, 12)
-                } else {
-                    self.reader.bits(64)? as i64
-                };
+                let dod = self.read_dod()?;
                 self.delta += dod;
                 self.t += self.delta;
                 self.value = self.read_value()?;
@@ -258,6 +309,20 @@ impl ChunkIter<'_> {
         self.index += 1;
         Some((self.t, f64::from_bits(self.value)))
     }
+}
+
+/// `v` as an integer when it is a whole number that an `f64` holds exactly (and not `-0.0`).
+fn whole(v: f64) -> Option<i64> {
+    const LIMIT: f64 = (1u64 << 53) as f64;
+    (v.fract() == 0.0 && v.abs() < LIMIT && ((v as i64) as f64).to_bits() == v.to_bits())
+        .then_some(v as i64)
+}
+
+/// `push` on an integer chunk with a value it does not accept: callers check `accepts` first, so
+/// this cannot happen; the value is dropped from the chunk rather than corrupting it.
+#[cold]
+fn unreachable_value() {
+    debug_assert!(false, "a fractional value pushed into an integer chunk");
 }
 
 /// Reads the low `bits` of `value` as a two's-complement number; ranges are asymmetric by one
@@ -289,12 +354,18 @@ impl Iterator for ChunkIter<'_> {
 mod tests {
     use super::*;
 
+    /// Encodes `samples` as a series does (a new chunk when one does not accept a value) and
+    /// checks they decode bit for bit; returns the first chunk.
     fn round_trip(samples: &[(i64, f64)]) -> Chunk {
-        let mut chunk = Chunk::default();
+        let mut chunks = vec![Chunk::default()];
         for &(t, v) in samples {
-            chunk.push(t, v);
+            if !chunks.last().unwrap().accepts(v) {
+                chunks.push(Chunk::default());
+            }
+            chunks.last_mut().unwrap().push(t, v);
         }
-        let decoded: Vec<(i64, f64)> = chunk.samples().collect();
+        let decoded: Vec<(i64, f64)> = chunks.iter().flat_map(Chunk::samples).collect();
+        let chunk = chunks.swap_remove(0);
         assert_eq!(decoded.len(), samples.len());
         for (got, want) in decoded.iter().zip(samples) {
             assert_eq!(got.0, want.0);
@@ -312,6 +383,43 @@ mod tests {
         let chunk = round_trip(&samples);
         let per_sample = chunk.bytes() as f64 / 120.0;
         assert!(per_sample < 2.5, "{per_sample} bytes per sample");
+    }
+
+    #[test]
+    fn counters_in_whole_numbers_cost_about_ten_bits() {
+        // A counter growing by 1 to 17 per 15 s export.
+        let mut value = 1_000.0;
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| {
+                value += (1 + (i * 7) % 17) as f64;
+                (1_700_000_000_000 + i * 15_000, value)
+            })
+            .collect();
+        let chunk = round_trip(&samples);
+        let per_sample = chunk.bytes() as f64 / 120.0;
+        assert!(per_sample < 1.5, "{per_sample} bytes per sample");
+        // Large jumps, negatives and the limits of exact integers round-trip too.
+        round_trip(&[
+            (1, 0.0),
+            (2, -5.0),
+            (3, 9_007_199_254_740_991.0),
+            (4, -9_007_199_254_740_991.0),
+            (5, 3.0),
+            (6, 3.0),
+        ]);
+    }
+
+    #[test]
+    fn a_fraction_is_not_accepted_by_an_integer_chunk() {
+        let mut chunk = Chunk::default();
+        chunk.push(1, 5.0);
+        assert!(chunk.accepts(6.0));
+        assert!(!chunk.accepts(6.5));
+        assert!(!chunk.accepts(f64::NAN));
+        assert!(!chunk.accepts(-0.0));
+        let mut floats = Chunk::default();
+        floats.push(1, 0.5);
+        assert!(floats.accepts(6.0) && floats.accepts(f64::NAN));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl SeriesData {
     }
 
     fn push(&mut self, t: i64, v: f64) {
-        if self.head.is_full() {
+        if self.head.is_full() || !self.head.accepts(v) {
             let mut sealed = std::mem::take(&mut self.head);
             // The encoder's buffer grew by doubling: give back what a full chunk will not use.
             sealed.shrink_to_fit();
