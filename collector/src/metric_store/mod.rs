@@ -107,6 +107,9 @@ pub struct StoreStats {
     pub series: usize,
     pub samples: u64,
     pub chunk_bytes: u64,
+    /// Heap bytes of everything but the samples, estimated from sizes and capacities: labels,
+    /// series structs, the label index and the id map (allocator overhead not included).
+    pub series_bytes: u64,
     pub refused_series: u64,
     pub out_of_order: u64,
     /// Series count by metric name, largest first.
@@ -465,8 +468,20 @@ impl MetricStore {
             out_of_order: self.inner.out_of_order.load(Ordering::Relaxed),
             ..StoreStats::default()
         };
+        let string = |s: &String| s.capacity() as u64;
         for series in index.series.iter().flatten() {
             let data = series.lock();
+            stats.series_bytes += (std::mem::size_of::<SeriesData>()
+                + std::mem::size_of::<Mutex<SeriesData>>()
+                + 2 * std::mem::size_of::<usize>()) as u64
+                + (data.labels.capacity() * std::mem::size_of::<(String, String)>()) as u64
+                + data
+                    .labels
+                    .iter()
+                    .map(|(k, v)| string(k) + string(v))
+                    .sum::<u64>()
+                + (data.sealed.capacity() * std::mem::size_of::<Chunk>()) as u64
+                + (data.exemplars.capacity() * std::mem::size_of::<Exemplar>()) as u64;
             for chunk in data.chunks() {
                 stats.chunk_bytes += chunk.bytes() as u64;
                 stats.min_time_ms = Some(
@@ -479,6 +494,18 @@ impl MetricStore {
                         .max_time_ms
                         .map_or(chunk.last_t(), |m| m.max(chunk.last_t())),
                 );
+            }
+        }
+        // The id map and the series table: a pointer-sized key and an id per series, and the
+        // label index: an id per label of each series, plus the distinct names and values.
+        stats.series_bytes += (index.ids.capacity() * (std::mem::size_of::<Arc<Labels>>() + 4 + 1)
+            + index.series.capacity() * std::mem::size_of::<Option<Arc<Mutex<SeriesData>>>>())
+            as u64;
+        for (name, values) in &index.postings {
+            stats.series_bytes += string(name);
+            for (value, ids) in values {
+                // A BTreeSet stores 4-byte ids in nodes of up to 11; count them half full.
+                stats.series_bytes += string(value) + 48 + ids.len() as u64 * 8;
             }
         }
         stats.series_by_metric = index

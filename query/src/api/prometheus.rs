@@ -552,6 +552,7 @@ async fn tsdb(State(state): State<AppState>) -> Response {
         "sightline": {
             "samples": stats.samples,
             "chunkBytes": stats.chunk_bytes,
+            "seriesBytes": stats.series_bytes,
             "refusedSeries": stats.refused_series,
             "outOfOrderSamples": stats.out_of_order,
             "maxSeries": state.metrics.settings().max_series,

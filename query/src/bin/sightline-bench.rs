@@ -606,6 +606,9 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
         .as_u64()
         .unwrap_or(0);
     let stored_series = tsdb["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0);
+    let series_bytes = tsdb["data"]["sightline"]["seriesBytes"]
+        .as_u64()
+        .unwrap_or(0);
     println!(
         "acknowledged: {total_samples} samples in {elapsed:.2} s = {:.0} samples/s; refused (retried): {refused}",
         total_samples as f64 / elapsed
@@ -615,6 +618,10 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
         cpu / elapsed
     );
     println!("stored: {stored} samples in {stored_series} series");
+    println!(
+        "store's own estimate: {:.0} B per series besides samples (labels, index, structs; no allocator overhead)",
+        series_bytes as f64 / stored_series.max(1) as f64
+    );
     println!(
         "memory: compressed samples {:.2} B/sample; RSS {:.0} -> {:.0} MiB (peak {:.0} MiB): {:.2} B/sample, {:.0} B/series all included",
         chunk_bytes as f64 / stored.max(1) as f64,
