@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: every setting, from defaults, a TOML file, `SIGHTLINE_*` variables and flags.
 //! - [`demo`]: demo traffic of a small shop over OTLP (`--demo`, `sightline loadgen`).
+//! - [`time`]: unix nanoseconds and RFC 3339, as the APIs read and write times.
 //! - [`server`]: the all-in-one server: receivers, pipeline and query API in one process.
 //! - [`engine`]: the query engine (trace search and summaries).
 //! - [`api`]: the query port's HTTP API: Jaeger v1, native `/api/v1/`, Prometheus under
@@ -16,3 +17,4 @@ pub mod engine;
 pub mod jaeger;
 pub mod promql;
 pub mod server;
+pub mod time;

@@ -1,9 +1,8 @@
 //! Query-string parsing shared by the APIs: repeatable parameters, Go-style durations
 //! (`1.2s`, `500us`, `1m30s`) and times.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::ApiError;
+pub use crate::time::{format_time, now_nanos, parse_time_nanos};
 
 /// The decoded `key=value` pairs of a query string, in order, repeats kept.
 pub struct Params(Vec<(String, String)>);
@@ -137,25 +136,6 @@ pub fn parse_duration_nanos(text: &str) -> Option<u64> {
         total += number * scale;
     }
     (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
-}
-
-pub fn parse_time_nanos(text: &str) -> Option<u64> {
-    if let Ok(nanos) = text.parse::<u64>() {
-        return Some(nanos);
-    }
-    let time = humantime::parse_rfc3339_weak(text).ok()?;
-    u64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
-}
-
-pub fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Unix nanoseconds as RFC 3339 with nanoseconds.
-pub fn format_time(nanos: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + std::time::Duration::from_nanos(nanos)).to_string()
 }
 
 #[cfg(test)]

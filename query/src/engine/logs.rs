@@ -23,7 +23,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
 use super::query_syntax::{self, Dialect, QueryError};
-use crate::api::params::parse_time_nanos;
+use crate::time::parse_time_nanos;
 
 /// Logs of one trace returned at most.
 pub const MAX_TRACE_LOGS: usize = 10_000;
