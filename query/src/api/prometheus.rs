@@ -344,31 +344,12 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = params(raw, &body);
-    let selectors = selectors(&params)?;
-    let (start, end) = window(&params)?;
-    let limit = limit(&params)?;
-    evaluate(move || {
-        let names: Vec<String> = if selectors.is_empty() && start == i64::MIN && end == i64::MAX {
-            state.metrics.label_names()
-        } else {
-            let selectors = if selectors.is_empty() {
-                vec![Vec::new()]
-            } else {
-                selectors
-            };
-            let mut names: Vec<String> = matching_series(&state.metrics, &selectors, start, end)
-                .iter()
-                .flat_map(|labels| labels.iter().map(|(k, _)| k.clone()))
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        };
-        Ok(success(json!(names
-            .into_iter()
-            .take(limit)
-            .collect::<Vec<_>>())))
-    })
+    label_answer(
+        state,
+        &params,
+        |store| store.label_names(),
+        |labels| labels.iter().map(|(k, _)| k.clone()).collect(),
+    )
     .await
 }
 
@@ -378,35 +359,51 @@ async fn label_values(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PromError> {
     let params = params(raw, &Bytes::new());
-    let selectors = selectors(&params)?;
-    let (start, end) = window(&params)?;
-    let limit = limit(&params)?;
+    let all_name = name.clone();
+    label_answer(
+        state,
+        &params,
+        move |store| store.label_values(&all_name),
+        move |labels| {
+            labels
+                .iter()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .collect()
+        },
+    )
+    .await
+}
+
+/// Label names or values, sorted and deduplicated: from the whole index when no selector and no
+/// window narrow them (`all`), else from each matching series (`of_series`).
+async fn label_answer(
+    state: AppState,
+    params: &Params,
+    all: impl FnOnce(&MetricStore) -> Vec<String> + Send + 'static,
+    of_series: impl Fn(&Labels) -> Vec<String> + Send + 'static,
+) -> Result<Response, PromError> {
+    let selectors = selectors(params)?;
+    let (start, end) = window(params)?;
+    let limit = limit(params)?;
     evaluate(move || {
-        let values: Vec<String> = if selectors.is_empty() && start == i64::MIN && end == i64::MAX {
-            state.metrics.label_values(&name)
+        let mut found = if selectors.is_empty() && start == i64::MIN && end == i64::MAX {
+            all(&state.metrics)
         } else {
             let selectors = if selectors.is_empty() {
                 vec![Vec::new()]
             } else {
                 selectors
             };
-            let mut values: Vec<String> = matching_series(&state.metrics, &selectors, start, end)
+            matching_series(&state.metrics, &selectors, start, end)
                 .iter()
-                .filter_map(|labels| {
-                    labels
-                        .iter()
-                        .find(|(k, _)| *k == name)
-                        .map(|(_, v)| v.clone())
-                })
-                .collect();
-            values.sort();
-            values.dedup();
-            values
+                .flat_map(|labels| of_series(labels))
+                .collect()
         };
-        Ok(success(json!(values
-            .into_iter()
-            .take(limit)
-            .collect::<Vec<_>>())))
+        found.sort();
+        found.dedup();
+        found.truncate(limit);
+        Ok(success(json!(found)))
     })
     .await
 }
