@@ -153,6 +153,18 @@ impl LogFields {
         scope_name: &str,
         encoded: &[u8],
     ) -> TantivyDocument {
+        self.document_with_body(record, resource, scope_name, encoded, json_body(record))
+    }
+
+    /// As [`LogFields::document`], with the fields of a JSON body already parsed.
+    fn document_with_body(
+        &self,
+        record: &OtlpLogRecord,
+        resource: Option<&Resource>,
+        scope_name: &str,
+        encoded: &[u8],
+        body_fields: Option<JsonFields>,
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_u64(self.time, effective_time(record));
         doc.add_text(self.severity, severity_bucket(record.severity_number));
@@ -161,7 +173,6 @@ impl LogFields {
         // The full text of a structured body (a map, or a string holding a JSON object) is its
         // string values: its keys and numbers are searchable as fields, and indexing the same
         // keys as words in every record would double the postings for nothing.
-        let body_fields = json_body(record);
         let mut text = String::new();
         match (
             &body_fields,
@@ -212,6 +223,9 @@ impl LogFields {
     }
 }
 
+/// The fields of a JSON object.
+pub type JsonFields = serde_json::Map<String, serde_json::Value>;
+
 /// The record's time, or its observed time when it has none.
 pub fn effective_time(record: &OtlpLogRecord) -> u64 {
     if record.time_unix_nano != 0 {
@@ -222,7 +236,7 @@ pub fn effective_time(record: &OtlpLogRecord) -> u64 {
 }
 
 /// The fields of a string body holding a JSON object.
-pub fn json_body(record: &OtlpLogRecord) -> Option<serde_json::Map<String, serde_json::Value>> {
+pub fn json_body(record: &OtlpLogRecord) -> Option<JsonFields> {
     let Some(AnyValueKind::StringValue(text)) = record.body.as_ref()?.value.as_ref() else {
         return None;
     };
@@ -281,7 +295,12 @@ fn json_value(value: serde_json::Value, depth: usize) -> Option<OwnedValue> {
 /// Completes a record before it is stored: severity number and text each derived from the
 /// other, the observed time stamped when missing, and trace and span ids taken from a
 /// `traceparent` (or `traceId`/`spanId` fields) in the attributes or the body when it has none.
-pub fn complete(record: &mut OtlpLogRecord, received_unix_nanos: u64) {
+/// `body_fields` are the fields of its JSON body, if it has one.
+pub fn complete(
+    record: &mut OtlpLogRecord,
+    received_unix_nanos: u64,
+    body_fields: Option<&JsonFields>,
+) {
     if record.severity_number == 0 && !record.severity_text.is_empty() {
         record.severity_number = severity_number(&record.severity_text).unwrap_or(0);
     }
@@ -292,7 +311,7 @@ pub fn complete(record: &mut OtlpLogRecord, received_unix_nanos: u64) {
         record.observed_time_unix_nano = received_unix_nanos;
     }
     if record.trace_id.is_empty() {
-        if let Some((trace_id, span_id)) = find_trace_context(record) {
+        if let Some((trace_id, span_id)) = find_trace_context(record, body_fields) {
             record.trace_id = trace_id.as_bytes().to_vec();
             if record.span_id.is_empty() {
                 record.span_id = span_id.map_or_else(Vec::new, |id| id.as_bytes().to_vec());
@@ -302,7 +321,10 @@ pub fn complete(record: &mut OtlpLogRecord, received_unix_nanos: u64) {
 }
 
 /// A trace (and span) id carried in a record's attributes or body.
-fn find_trace_context(record: &OtlpLogRecord) -> Option<(TraceId, Option<SpanId>)> {
+fn find_trace_context(
+    record: &OtlpLogRecord,
+    body_fields: Option<&JsonFields>,
+) -> Option<(TraceId, Option<SpanId>)> {
     let string = |value: Option<&AnyValue>| match value?.value.as_ref()? {
         AnyValueKind::StringValue(text) => Some(text.clone()),
         _ => None,
@@ -314,10 +336,8 @@ fn find_trace_context(record: &OtlpLogRecord) -> Option<(TraceId, Option<SpanId>
             .find(|kv| kv.key == key)
             .and_then(|kv| string(kv.value.as_ref()))
     };
-    let body_fields = json_body(record);
     let body_lookup = |key: &str| -> Option<String> {
-        body_fields
-            .as_ref()?
+        body_fields?
             .get(key)
             .and_then(|v| v.as_str())
             .map(str::to_owned)
@@ -377,16 +397,19 @@ impl LogEncoder {
                 );
                 let scope_name = scope_logs.scope.as_ref().map_or("", |s| s.name.as_str());
                 for record in &mut scope_logs.log_records {
-                    complete(record, received);
+                    // Parsed once for both: completing may read ids from it, indexing its fields.
+                    let body_fields = json_body(record);
+                    complete(record, received, body_fields.as_ref());
                     encoded.clear();
                     encoder.encode(record, &mut encoded);
                     encode_varint(encoded.len() as u64, &mut payload);
                     payload.extend_from_slice(&encoded);
-                    documents.push(self.fields.document(
+                    documents.push(self.fields.document_with_body(
                         record,
                         resource_logs.resource.as_ref(),
                         scope_name,
                         &encoded,
+                        body_fields,
                     ));
                 }
             }
