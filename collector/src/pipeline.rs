@@ -404,7 +404,7 @@ impl Ingester {
         let labels = ["metrics", transport.label()];
         let permit = self.acquire_budget(encoded_bytes)?;
         let settings = self.inner.translate.clone();
-        let (payload, translated) = tokio::task::spawn_blocking(move || {
+        let (payload, mut translated) = tokio::task::spawn_blocking(move || {
             let translated = translate(&request, &settings);
             (request.encode_to_vec(), translated)
         })
@@ -415,7 +415,7 @@ impl Ingester {
             .records_received
             .with_label_values(&labels)
             .inc_by(translated.points);
-        let mut rejected = translated.rejected.clone();
+        let mut rejected = std::mem::take(&mut translated.rejected);
         if !translated.samples.is_empty() {
             let applied = send_to_wal(&self.inner.metrics_tx, payload, translated, permit).await?;
             rejected.merge(applied);

@@ -174,10 +174,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = params(raw, &body);
-    let text = params
-        .get(&["query"])
-        .ok_or_else(|| PromError::bad_data("invalid parameter \"query\": query is empty"))?
-        .to_owned();
+    let text = query_param(&params)?;
     let time = time_ms(&params, "time")?.unwrap_or_else(now_ms);
     let engine = engine(&params)?;
     evaluate(move || {
@@ -185,6 +182,14 @@ async fn query(
         Ok(success(promql::to_prometheus_json(&value)))
     })
     .await
+}
+
+/// The required `query` parameter.
+fn query_param(params: &Params) -> Result<String, PromError> {
+    params
+        .get(&["query"])
+        .map(str::to_owned)
+        .ok_or_else(|| PromError::bad_data("invalid parameter \"query\": query is empty"))
 }
 
 fn engine(params: &Params) -> Result<Engine, PromError> {
@@ -206,10 +211,7 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = params(raw, &body);
-    let text = params
-        .get(&["query"])
-        .ok_or_else(|| PromError::bad_data("invalid parameter \"query\": query is empty"))?
-        .to_owned();
+    let text = query_param(&params)?;
     let start = time_ms(&params, "start")?
         .ok_or_else(|| PromError::bad_data("invalid parameter \"start\": missing"))?;
     let end = time_ms(&params, "end")?
@@ -437,10 +439,7 @@ async fn query_exemplars(
     body: Bytes,
 ) -> Result<Response, PromError> {
     let params = params(raw, &body);
-    let text = params
-        .get(&["query"])
-        .ok_or_else(|| PromError::bad_data("invalid parameter \"query\": query is empty"))?
-        .to_owned();
+    let text = query_param(&params)?;
     let expr = promql_parser::parser::parse(&text)
         .map_err(|err| PromError::bad_data(format!("invalid parameter \"query\": {err}")))?;
     let mut selectors = Vec::new();

@@ -100,12 +100,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let server_bin = match &args.server {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("sightline"),
-    };
-    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
 
     // Pre-encode the load.
     let requests: Vec<Bytes> = (0..args.spans.div_ceil(args.batch))
@@ -189,12 +184,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Log ingest: about 1 KB structured JSON lines, then log queries.
 async fn run_logs(args: Args) -> anyhow::Result<()> {
-    let server_bin = match &args.server {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("sightline"),
-    };
-    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
     let requests = args.lines.div_ceil(args.batch);
     let total_lines = requests * args.batch;
     let sample = make_log_request(0, args.batch);
@@ -400,13 +390,6 @@ const TEMPLATES: [&str; 24] = [
 /// Request `index` of the log load: `batch` JSON lines of about 1 KB from 5 services, a trace
 /// id on half of them, four lines per correlation id.
 fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
-    const SERVICES: [&str; 5] = [
-        "gateway",
-        "order-service",
-        "payment-service",
-        "inventory-service",
-        "notification-service",
-    ];
     const MESSAGES: [&str; 6] = [
         "Order created successfully",
         "Payment authorized",
@@ -509,12 +492,7 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
 async fn run_metrics(args: Args) -> anyhow::Result<()> {
     const STEP_MS: i64 = 15_000;
     const PER_REQUEST: usize = 2_500;
-    let server_bin = match &args.server {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("sightline"),
-    };
-    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -738,6 +716,26 @@ fn make_metrics_request(
             ..Default::default()
         }],
     }
+}
+
+/// The services the span and log loads come from.
+const SERVICES: [&str; 5] = [
+    "gateway",
+    "order-service",
+    "payment-service",
+    "inventory-service",
+    "notification-service",
+];
+
+/// The `sightline` binary to run and a fresh data directory for it.
+fn server_bin_and_data_dir(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let server_bin = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("sightline"),
+    };
+    let data_dir = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok((server_bin, data_dir))
 }
 
 /// A `sightline` process started for a run, with its bound addresses.
@@ -976,13 +974,6 @@ fn int_kv(key: &str, value: i64) -> KeyValue {
 
 /// Request `index` of the load: `batch` spans in traces of 8 spans, in 5 services.
 fn make_request(shape: Shape, index: u64, batch: usize) -> ExportTraceServiceRequest {
-    const SERVICES: [&str; 5] = [
-        "gateway",
-        "order-service",
-        "payment-service",
-        "inventory-service",
-        "notification-service",
-    ];
     let service = SERVICES[(index % 5) as usize];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
