@@ -23,23 +23,7 @@ use sightline_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos, trace_id};
-use crate::support::{get_json, hex, metric, Server};
-
-/// GET `path` on the query port with `params`; the status and JSON body.
-async fn query(server: &Server, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(server.query_url(path))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-    )
-}
+use crate::support::{get_json, hex, metric, query_json as query, Server};
 
 /// The bodies of the logs matching `q` (as text), newest first.
 async fn bodies(server: &Server, q: &str) -> Vec<String> {

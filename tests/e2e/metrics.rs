@@ -24,22 +24,11 @@ use sightline_proto::otlp::metrics::v1::{
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos};
-use crate::support::{metric, Server};
+use crate::support::{metric, query_json, Server};
 
 /// GET a Prometheus API path with parameters; status and body.
 async fn prom(server: &Server, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(server.query_url(&format!("/prometheus/api/v1/{path}")))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-    )
+    query_json(server, &format!("/prometheus/api/v1/{path}"), params).await
 }
 
 /// The instant-query result as `labels -> value`.

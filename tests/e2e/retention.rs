@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use serde_json::Value;
 use sightline_proto::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use sightline_proto::otlp::common::v1::any_value::Value as OtlpValue;
 use sightline_proto::otlp::common::v1::AnyValue;
@@ -13,7 +12,7 @@ use sightline_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{encode, kv, now_nanos, trace_id, trace_request};
-use crate::support::{get_json, hex, metric, Server};
+use crate::support::{get_json, hex, metric, query_json, Server};
 
 const HOUR: u64 = 3_600_000_000_000;
 
@@ -63,13 +62,12 @@ async fn post(server: &Server, path: &str, body: Vec<u8>) {
 }
 
 async fn count(server: &Server, query: &str) -> usize {
-    let response = reqwest::Client::new()
-        .get(server.query_url("/api/v1/logs"))
-        .query(&[("query", query), ("limit", "1000")])
-        .send()
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
+    let (_, body) = query_json(
+        server,
+        "/api/v1/logs",
+        &[("query", query), ("limit", "1000")],
+    )
+    .await;
     body["data"].as_array().unwrap().len()
 }
 

@@ -173,6 +173,21 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// GETs `path` on the query port with query-string `params`; the status and the JSON body.
+pub async fn query_json(server: &Server, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(server.query_url(path))
+        .query(params)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("GET {path}: not JSON ({err}): {text}"));
+    (status, body)
+}
+
 /// Polls the Jaeger trace endpoint until the trace has `spans` spans; returns it and how long
 /// that took. Panics after `within`.
 pub async fn wait_for_trace(
