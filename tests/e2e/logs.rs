@@ -310,6 +310,8 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
     assert_eq!(bodies(&server, "duration:[0 TO 100]").await.len(), 0);
     assert_eq!(bodies(&server, "userId:user-4*").await.len(), 1);
     assert_eq!(bodies(&server, "orderId:*").await.len(), 1);
+    assert_eq!(bodies(&server, "orderId:/order-[0-9]+/").await.len(), 1);
+    assert_eq!(bodies(&server, "orderId:/order-[0-8]+/").await.len(), 0);
 
     // Severity (derived text from number, any case), service, phrases, AND NOT.
     assert_eq!(

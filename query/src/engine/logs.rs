@@ -128,7 +128,7 @@ pub fn log_query(
         let mut parser = QueryParser::for_index(store.index(), vec![fields.body]);
         parser.set_conjunction_by_default();
         parser.allow_regexes();
-        let query = query_syntax::parse(&parser, text, &LOG_DIALECT)
+        let query = query_syntax::parse(&parser, &store.index().schema(), text, &LOG_DIALECT)
             .map_err(LogSearchError::InvalidQuery)?;
         clauses.push((Occur::Must, query));
     }

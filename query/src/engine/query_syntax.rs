@@ -5,11 +5,15 @@
 //! The adaptation fixes what users would otherwise trip over: a bare attribute name means the
 //! attribute (`http.status_code` is `attributes.http.status_code`), `a AND NOT b` means "a,
 //! without b" (tantivy alone reads it as "a, and a clause that matches nothing"), a query of
-//! exclusions only keeps everything else, and `key:abc*` on a JSON field becomes a range
-//! (tantivy has no prefix query on JSON paths).
+//! exclusions only keeps everything else, `key:abc*` on a JSON field becomes a range
+//! (tantivy has no prefix query on JSON paths), and `key:/regex/` on a JSON field becomes a
+//! regular-expression query over that path's terms (tantivy's parser refuses regexes on JSON
+//! paths).
 
-use tantivy::query::{Occur, Query, QueryParser};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParser, RegexQuery};
 use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+use tantivy::schema::Schema;
+use tantivy::Term;
 
 /// How one index reads field names and range bounds.
 pub struct Dialect {
@@ -38,9 +42,11 @@ impl std::fmt::Display for QueryError {
     }
 }
 
-/// Parses a user query for the index of `parser`.
+/// Parses a user query for the index of `parser` (whose schema is `schema`; the parser must
+/// have conjunction by default).
 pub fn parse(
     parser: &QueryParser,
+    schema: &Schema,
     text: &str,
     dialect: &Dialect,
 ) -> Result<Box<dyn Query>, QueryError> {
@@ -68,12 +74,96 @@ pub fn parse(
             ));
         }
     }
-    parser
-        .build_query_from_user_input_ast(ast)
-        .map_err(|err| QueryError {
-            position: None,
-            message: err.to_string(),
+    build(parser, schema, ast, dialect)
+}
+
+/// The query of an adapted AST: tantivy's parser builds it, but for regular expressions on JSON
+/// paths, which are built here.
+fn build(
+    parser: &QueryParser,
+    schema: &Schema,
+    ast: UserInputAst,
+    dialect: &Dialect,
+) -> Result<Box<dyn Query>, QueryError> {
+    if !has_json_regex(&ast, dialect) {
+        return parser
+            .build_query_from_user_input_ast(ast)
+            .map_err(|err| QueryError {
+                position: None,
+                message: err.to_string(),
+            });
+    }
+    Ok(match ast {
+        UserInputAst::Clause(clauses) => Box::new(BooleanQuery::new(
+            clauses
+                .into_iter()
+                .map(|(occur, child)| {
+                    // Conjunction by default, as the parser is set up.
+                    Ok((
+                        occur.unwrap_or(Occur::Must),
+                        build(parser, schema, child, dialect)?,
+                    ))
+                })
+                .collect::<Result<_, QueryError>>()?,
+        )),
+        UserInputAst::Boost(inner, boost) => Box::new(BoostQuery::new(
+            build(parser, schema, *inner, dialect)?,
+            boost.into_inner() as f32,
+        )),
+        UserInputAst::Leaf(leaf) => match *leaf {
+            UserInputLeaf::Regex {
+                field: Some(field),
+                pattern,
+            } => json_regex(schema, &field, &pattern, dialect)?,
+            leaf => build(parser, schema, UserInputAst::Leaf(Box::new(leaf)), dialect)?,
+        },
+    })
+}
+
+fn has_json_regex(ast: &UserInputAst, dialect: &Dialect) -> bool {
+    match ast {
+        UserInputAst::Clause(clauses) => clauses
+            .iter()
+            .any(|(_, child)| has_json_regex(child, dialect)),
+        UserInputAst::Boost(inner, _) => has_json_regex(inner, dialect),
+        UserInputAst::Leaf(leaf) => matches!(
+            leaf.as_ref(),
+            UserInputLeaf::Regex { field: Some(field), .. } if is_json(field, dialect)
+        ),
+    }
+}
+
+/// `json_field.path:/pattern/`: the pattern must match a whole string value at that path. A JSON
+/// term is the path, a type byte and the value, so the regex is anchored behind that prefix.
+fn json_regex(
+    schema: &Schema,
+    field: &str,
+    pattern: &str,
+    dialect: &Dialect,
+) -> Result<Box<dyn Query>, QueryError> {
+    let error = |message: String| QueryError {
+        position: None,
+        message,
+    };
+    let (json, path) = dialect
+        .json_fields
+        .iter()
+        .find_map(|json| {
+            let path = field.strip_prefix(json)?.strip_prefix('.')?;
+            Some((*json, path))
         })
+        .ok_or_else(|| error(format!("{field:?} is not an attribute path")))?;
+    let json_field = schema
+        .get_field(json)
+        .map_err(|err| error(err.to_string()))?;
+    let mut term = Term::from_field_json_path(json_field, path, true);
+    term.append_type_and_str("");
+    let prefix = std::str::from_utf8(term.serialized_value_bytes())
+        .map_err(|_| error(format!("attribute path {path:?} is not UTF-8")))?;
+    let anchored = format!("{}(?:{pattern})", regex::escape(prefix));
+    RegexQuery::from_pattern(&anchored, json_field)
+        .map(|query| Box::new(query) as Box<dyn Query>)
+        .map_err(|err| error(format!("invalid regular expression /{pattern}/: {err}")))
 }
 
 fn adapt(ast: UserInputAst, dialect: &Dialect) -> Result<UserInputAst, QueryError> {

@@ -303,7 +303,7 @@ fn span_query(store: &SpanStore, query: &TraceQuery) -> Result<Box<dyn Query>, S
         parser.allow_regexes();
         clauses.push((
             Occur::Must,
-            query_syntax::parse(&parser, text, &SPAN_DIALECT)
+            query_syntax::parse(&parser, &store.index().schema(), text, &SPAN_DIALECT)
                 .map_err(|err| SearchError::InvalidQuery(err.to_string()))?,
         ));
     }
