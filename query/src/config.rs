@@ -59,6 +59,9 @@ pub struct Config {
     /// Resource attributes copied as labels onto every metric series, so that no `target_info`
     /// join is needed (`service.name` becomes `service_name`).
     pub promote_resource_attributes: Vec<String>,
+    /// Serve the web UI from this directory (a checkout's `ui/`) instead of the copy embedded in
+    /// the binary: UI changes show on reload, without a rebuild.
+    pub ui_dir: Option<PathBuf>,
 }
 
 /// Durations in config files are written as text (`7d`, `36h`).
@@ -132,6 +135,7 @@ impl Default for Config {
             metrics_max_series: MetricSettings::default().max_series,
             metrics_max_series_per_metric: MetricSettings::default().max_series_per_metric,
             promote_resource_attributes: TranslateSettings::default().promote_resource_attributes,
+            ui_dir: None,
         }
     }
 }
@@ -241,6 +245,8 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub promote_resource_attributes: Option<Vec<String>>,
+    #[arg(long, env = "SIGHTLINE_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -275,6 +281,9 @@ impl ConfigArgs {
             metrics_max_series_per_metric,
             promote_resource_attributes
         );
+        if self.ui_dir.is_some() {
+            config.ui_dir = self.ui_dir;
+        }
         Ok(config)
     }
 }

@@ -95,6 +95,7 @@ pub async fn run_with(
         log_commits: log_commits_rx,
         ready: ready.clone(),
         registry,
+        ui_dir: config.ui_dir.clone(),
     };
     let query_server = tokio::spawn(
         axum::serve(query_listener, api::router(state))

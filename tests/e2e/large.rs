@@ -15,9 +15,9 @@ fn span_id(n: u64) -> Vec<u8> {
     (n + 1).to_be_bytes().to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_thousand_span_trace_whole_and_in_parts() {
-    let server = Server::start(&[]);
+/// Sends a 50,000-span trace (a 10-ary tree, depth 0..=4, service `big-trace`) over OTLP/gRPC
+/// and waits until all of it is searchable; returns its id.
+pub(crate) async fn send_fifty_thousand_span_trace(server: &Server) -> String {
     let trace = trace_id();
     let start = now_nanos();
     // A 10-ary tree: span n's parent is (n - 1) / 10; depth 0..=4 for 50,000 spans.
@@ -46,7 +46,14 @@ async fn fifty_thousand_span_trace_whole_and_in_parts() {
             .unwrap();
     }
     let trace_hex = hex(&trace);
-    wait_for_trace(&server, &trace_hex, SPANS as usize, Duration::from_secs(10)).await;
+    wait_for_trace(server, &trace_hex, SPANS as usize, Duration::from_secs(10)).await;
+    trace_hex
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_span_trace_whole_and_in_parts() {
+    let server = Server::start(&[]);
+    let trace_hex = send_fifty_thousand_span_trace(&server).await;
 
     for path in [
         format!("/api/v1/traces/{trace_hex}"),

@@ -6,6 +6,7 @@
 // `[id.clone()]` reads better than `std::slice::from_ref(&id)` in expected results.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
+mod browser;
 mod demo;
 mod durability;
 mod ingest;
@@ -17,3 +18,4 @@ mod otlp;
 mod retention;
 mod search;
 mod support;
+mod ui;

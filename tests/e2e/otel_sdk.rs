@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use crate::support::{get_json, wait_for_trace, Server};
 
 #[derive(Clone, Copy, Debug)]
-enum Exporter {
+pub(crate) enum Exporter {
     Grpc,
     GrpcGzip,
     HttpProtobuf,
@@ -22,12 +22,16 @@ enum Exporter {
 
 /// Where the exporters send: the server's OTLP/gRPC URL and OTLP/HTTP traces URL.
 #[derive(Clone)]
-struct Endpoints {
-    grpc: String,
-    http_traces: String,
+pub(crate) struct Endpoints {
+    pub grpc: String,
+    pub http_traces: String,
 }
 
-fn provider(exporter: Exporter, endpoints: &Endpoints, service: &str) -> SdkTracerProvider {
+pub(crate) fn provider(
+    exporter: Exporter,
+    endpoints: &Endpoints,
+    service: &str,
+) -> SdkTracerProvider {
     let span_exporter = match exporter {
         Exporter::Grpc | Exporter::GrpcGzip => {
             let mut builder = opentelemetry_otlp::SpanExporter::builder()

@@ -1,5 +1,6 @@
 //! The query port's HTTP API: Jaeger's v1 API ([`jaeger`]), the native API under `/api/v1/`
-//! ([`native`]), and operations endpoints ([`ops`]).
+//! ([`native`]), logs ([`logs`]), the Prometheus API ([`prometheus`]), operations endpoints
+//! ([`ops`]) and the web UI ([`ui`]).
 
 pub mod jaeger;
 pub mod jaeger_v3;
@@ -8,7 +9,9 @@ pub mod native;
 pub mod ops;
 pub mod params;
 pub mod prometheus;
+pub mod ui;
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -32,6 +35,8 @@ pub struct AppState {
     /// Set once the write-ahead log has been replayed.
     pub ready: Arc<AtomicBool>,
     pub registry: ::prometheus::Registry,
+    /// Serve the UI from this directory instead of the copy embedded in the binary.
+    pub ui_dir: Option<PathBuf>,
 }
 
 /// The whole query-port router.
@@ -43,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::router())
         .merge(prometheus::router())
         .merge(ops::router())
+        .merge(ui::router())
         .with_state(state)
 }
 
