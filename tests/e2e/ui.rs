@@ -14,10 +14,12 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::Resource;
 use serde_json::Value;
+use sightline_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::browser::Browser;
 use crate::large::send_fifty_thousand_span_trace;
 use crate::otel_sdk::{provider, Endpoints, Exporter};
+use crate::otlp::{request, span, trace_id as new_trace_id};
 use crate::support::{get_json, query_json, wait_for_trace, Server};
 
 const CORRELATION_ID: &str = "corr-ui-4711";
@@ -138,8 +140,23 @@ fn send_failing_checkout(endpoints: &Endpoints) -> String {
     trace_id
 }
 
+/// A server holding one failing checkout; returns it and the trace id.
 async fn checkout_server() -> (Server, String) {
     let server = Server::start(&[]);
+    let trace_id = checkout(&server).await;
+    // The logs are searchable too before the browser looks.
+    for _ in 0..40 {
+        let (_, body) = query_json(&server, "/api/v1/logs", &[("query", CORRELATION_ID)]).await;
+        if body["data"].as_array().map_or(0, Vec::len) == 2 {
+            return (server, trace_id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the checkout's two logs were not searchable within 4 s");
+}
+
+/// Sends a failing checkout through the SDK and waits until it is searchable.
+async fn checkout(server: &Server) -> String {
     let endpoints = Endpoints {
         grpc: server.grpc_url(),
         http_traces: server.http_url("/v1/traces"),
@@ -151,16 +168,8 @@ async fn checkout_server() -> (Server, String) {
     })
     .await
     .unwrap();
-    wait_for_trace(&server, &trace_id, 6, Duration::from_secs(2)).await;
-    // The logs are searchable too before the browser looks.
-    for _ in 0..40 {
-        let (_, body) = query_json(&server, "/api/v1/logs", &[("query", CORRELATION_ID)]).await;
-        if body["data"].as_array().map_or(0, Vec::len) == 2 {
-            return (server, trace_id);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the checkout's two logs were not searchable within 4 s");
+    wait_for_trace(server, &trace_id, 6, Duration::from_secs(2)).await;
+    trace_id
 }
 
 /// The row of the span named `name` in the waterfall.
@@ -297,6 +306,31 @@ async fn search_open_a_trace_read_its_span_and_logs_and_its_critical_path() {
         browser.client.current_url().await.unwrap().path(),
         format!("/trace/{trace_id}")
     );
+
+    // Compare it with a second checkout at Jaeger UI's comparison URL.
+    let second = checkout(&server).await;
+    browser
+        .goto(&server.query_url(&format!("/trace/{trace_id}...{second}")))
+        .await;
+    let table = browser
+        .wait("[data-testid=compare-table]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(table.contains("charge card"), "{table}");
+    browser.screenshot("compare").await;
+
+    // The dark theme, kept across a reload.
+    let theme = "return document.documentElement.dataset.theme";
+    let before = browser.eval(theme).await;
+    browser.wait("#theme-toggle").await.click().await.unwrap();
+    let after = browser.eval(theme).await;
+    assert_ne!(before, after);
+    browser.client.refresh().await.unwrap();
+    browser.wait("[data-testid=compare-table]").await;
+    assert_eq!(browser.eval(theme).await, after);
+    browser.screenshot("compare-other-theme").await;
     browser.close().await;
 }
 
@@ -465,5 +499,69 @@ async fn a_fifty_thousand_span_trace_opens_within_budget_and_scrolls() {
         .eval("return document.querySelector('[data-testid=span-row]').dataset.spanId")
         .await;
     assert_ne!(first, after, "scrolling did not render other rows");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifty_service_map_is_drawn_without_overlaps() {
+    let server = Server::start(&[]);
+    // One trace: a gateway calling 7 services, each calling 6 more: 50 services, 49 calls.
+    let trace = new_trace_id();
+    let mut client = TraceServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let mut requests = vec![request("gateway", vec![span(trace, 1, 0, "GET /")])];
+    for mid in 0..7u8 {
+        let mid_id = 2 + mid;
+        requests.push(request(
+            &format!("tier1-service-{mid}"),
+            vec![span(trace, mid_id, 1, "handle")],
+        ));
+        for leaf in 0..6u8 {
+            let leaf_id = 10 + mid * 6 + leaf;
+            requests.push(request(
+                &format!("tier2-service-{mid}-{leaf}"),
+                vec![span(trace, leaf_id, mid_id, "handle")],
+            ));
+        }
+    }
+    for req in requests {
+        client.export(req).await.unwrap();
+    }
+    wait_for_trace(
+        &server,
+        &crate::support::hex(&trace),
+        50,
+        Duration::from_secs(2),
+    )
+    .await;
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&server.query_url("/dependencies?lookback=1h"))
+        .await;
+    let nodes = browser.wait_count("[data-testid=map-node]", 50).await;
+    assert_eq!(nodes.len(), 50);
+    assert_eq!(browser.all("[data-testid=map-edge]").await.len(), 49);
+    browser.screenshot("service-map-50").await;
+    // Readable: no two nodes overlap on screen, and each is big enough to read its label.
+    let layout = browser
+        .eval(
+            "const boxes = [...document.querySelectorAll('[data-testid=map-node]')] \
+               .map((n) => n.getBoundingClientRect()); \
+             let overlaps = 0; \
+             for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) { \
+               const a = boxes[i], b = boxes[j]; \
+               if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps++; \
+             } \
+             return { overlaps, minHeight: Math.min(...boxes.map((b) => b.height)) };",
+        )
+        .await;
+    assert_eq!(layout["overlaps"], 0, "{layout}");
+    let min_height = layout["minHeight"].as_f64().unwrap();
+    assert!(
+        min_height >= 14.0,
+        "nodes drawn {min_height:.1} px high: {layout}"
+    );
     browser.close().await;
 }

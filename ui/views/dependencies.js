@@ -15,6 +15,8 @@ const NODE_H = 56;
 const LAYER_GAP = 300; // between the left edges of two layers
 const ROW_GAP = 84; // between the tops of two nodes of a layer
 const BARYCENTER_SWEEPS = 4;
+const MAX_ROWS = 10; // nodes of one layer in one column, at most
+const COLUMN_GAP = NODE_W + 40; // between the columns of a wrapped layer
 
 // ---- layout -------------------------------------------------------------------------------
 
@@ -106,10 +108,23 @@ export function layout(names, edges) {
     for (let l = layers.length - 2; l >= 0; l--) { sortBy(layers[l], 'right'); place(); }
   }
 
-  const coords = new Map(names.map((n) => [n, { x: layerOf.get(n) * LAYER_GAP, y: pos.get(n) * ROW_GAP, layer: layerOf.get(n) }]));
-  const routes = new Map([...waypoints].map(([key, chain]) => [key, chain.map(({ id, layer }) => ({
-    x: layer * LAYER_GAP, y: pos.get(id) * ROW_GAP,
-  }))]));
+  // A layer taller than MAX_ROWS wraps into side-by-side columns (row-major, so the barycenter
+  // order stays top to bottom): 40 callees of one service stay readable instead of shrinking
+  // the whole map to fit one column.
+  const spot = new Map(); // node or waypoint → {x, y}
+  let x = 0;
+  for (const layer of layers) {
+    const columns = Math.ceil(layer.length / MAX_ROWS) || 1;
+    const rows = Math.ceil(layer.length / columns);
+    layer.forEach((n, i) => {
+      const column = i % columns;
+      const row = Math.floor(i / columns);
+      spot.set(n, { x: x + column * COLUMN_GAP, y: (row - (rows - 1) / 2) * ROW_GAP });
+    });
+    x += (columns - 1) * COLUMN_GAP + LAYER_GAP;
+  }
+  const coords = new Map(names.map((n) => [n, { ...spot.get(n), layer: layerOf.get(n) }]));
+  const routes = new Map([...waypoints].map(([key, chain]) => [key, chain.map(({ id }) => spot.get(id))]));
   return { coords, routes };
 }
 
