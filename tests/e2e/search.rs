@@ -201,6 +201,42 @@ async fn native_search_filters_summarises_and_pages() {
         ids(&native(&shop, "query=order.id:order-790*").await),
         [order.clone()]
     );
+    // The attribute names search can ask for, with their top values, for autocompletion.
+    let (status, body) = get_json(
+        &shop
+            .server
+            .query_url("/api/v1/traces/attributes?service=gateway&start=0"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let field = |name: &str| {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no attribute {name} in {body}"))
+    };
+    let method = field("http.method");
+    assert_eq!(method["type"], "string");
+    let mut values: Vec<_> = method["topValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    values.sort();
+    assert_eq!(values, [("GET".into(), 1), ("POST".into(), 1)]);
+    assert_eq!(field("http.status_code")["type"], "number");
+    // order-service's attributes are not gateway's.
+    assert!(!body.to_string().contains("order.id"), "{body}");
+
     // Regular expressions on attributes match a whole value.
     assert_eq!(
         ids(&native(&shop, "query=order.id:/order-7%5B0-9%5D%2B/").await),

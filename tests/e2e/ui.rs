@@ -211,6 +211,23 @@ async fn search_open_a_trace_read_its_span_and_logs_and_its_critical_path() {
     assert!(summary.contains("POST /api/checkout"), "{summary}");
     assert_eq!(browser.all("[data-testid=scatter] circle").await.len(), 1);
     browser.screenshot("search").await;
+    // Attribute autocomplete over all services: names from the server, then a name's values.
+    browser.goto(&server.query_url("/search")).await;
+    let attributes = browser.wait("input[name=attributes]").await;
+    attributes.send_keys("db.sys").await.unwrap();
+    let suggestion = browser.wait("#attr-suggest li").await.text().await.unwrap();
+    assert_eq!(suggestion, "db.system");
+    attributes.send_keys("\u{E004}").await.unwrap(); // Tab accepts it
+    let values = browser.wait("#attr-suggest li").await.text().await.unwrap();
+    assert_eq!(values, "postgresql");
+    assert_eq!(
+        attributes.prop("value").await.unwrap().unwrap(),
+        "db.system="
+    );
+    browser
+        .goto(&server.query_url("/search?service=gateway&lookback=1h"))
+        .await;
+    let results = browser.wait_count("[data-testid=trace-result]", 1).await;
 
     // Open it: the waterfall has every span.
     results[0]

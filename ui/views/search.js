@@ -139,7 +139,7 @@ function searchForm(params, signal) {
   custom,
   h('button', { type: 'submit', class: 'primary', 'data-testid': 'search-submit' }, 'Find traces'));
 
-  attachAutocomplete(attributes);
+  const loadAttributes = attachAutocomplete(attributes, signal);
 
   const loadOperations = async () => {
     const service = serviceSelect.value;
@@ -156,6 +156,8 @@ function searchForm(params, signal) {
     }
   };
   serviceSelect.addEventListener('change', loadOperations);
+  serviceSelect.addEventListener('change', () => loadAttributes(serviceSelect.value));
+  loadAttributes(serviceSelect.value);
 
   // The form is usable at once; the service list fills in when it arrives.
   form.servicesLoaded = getJSON('/api/services', {}, { signal }).then((answer) => {
@@ -202,8 +204,30 @@ function formToParams(form, startInput, endInput) {
  * Suggests attribute keys for the word under the cursor: keys of traces opened before (the
  * trace view remembers them) and common semantic-convention keys. Arrows move, Tab accepts.
  */
-function attachAutocomplete(input) {
-  const known = [...new Set([...JSON.parse(localStorage.getItem('sightline.attrKeys') || '[]'), ...COMMON_KEYS])].sort();
+/**
+ * Autocomplete of the attributes box: names from `/api/v1/traces/attributes` (the spans of the
+ * chosen service, last 24 hours), keys of traces opened before and common OpenTelemetry keys;
+ * after `key=`, that key's most frequent values. Returns `load(service)`, which refreshes the
+ * names for another service.
+ */
+function attachAutocomplete(input, signal) {
+  const remembered = JSON.parse(localStorage.getItem('sightline.attrKeys') || '[]');
+  let catalog = new Map(); // name → top values, from the server
+  let known = [];
+  const rebuild = () => {
+    known = [...new Set([...catalog.keys(), ...remembered, ...COMMON_KEYS])];
+  };
+  rebuild();
+  const load = async (service) => {
+    try {
+      const body = await getJSON('/api/v1/traces/attributes', { service, values: 20 }, { signal });
+      catalog = new Map(body.data.map((f) => [f.name, f.topValues.map((v) => String(v.value))]));
+      rebuild();
+    } catch (err) {
+      // Suggestions are a convenience: without them the box still works.
+      if (err.name !== 'AbortError') console.warn('attribute suggestions unavailable:', err.message);
+    }
+  };
   const list = h('ul', { class: 'search-suggest', role: 'listbox', id: 'attr-suggest', hidden: true });
   input.setAttribute('role', 'combobox');
   input.setAttribute('aria-controls', 'attr-suggest');
@@ -211,31 +235,43 @@ function attachAutocomplete(input) {
   input.after(list);
   let items = [];
   let active = -1;
-  const word = () => {
+  // The token under the caret: a key being typed, or `key=value` / `key:value` with its value.
+  const token = () => {
     const before = input.value.slice(0, input.selectionStart);
-    const m = /([^\s=:()"]*)$/.exec(before);
-    return { text: m[1], from: before.length - m[1].length };
+    const m = /([^\s()"]*)$/.exec(before);
+    const text = m[1];
+    const from = before.length - text.length;
+    const sep = text.search(/[=:]/);
+    return sep < 0
+      ? { key: text, from }
+      : { key: text.slice(0, sep), value: text.slice(sep + 1), from: from + sep + 1 };
   };
   const close = () => { list.hidden = true; items = []; input.setAttribute('aria-expanded', 'false'); };
-  const accept = (key) => {
-    const { from } = word();
-    const rest = input.value.slice(input.selectionStart).replace(/^[^\s=:]*/, '');
-    input.value = `${input.value.slice(0, from)}${key}=${rest}`;
-    const caret = from + key.length + 1;
+  const accept = (item) => {
+    const { value, from } = token();
+    const rest = input.value.slice(input.selectionStart).replace(/^[^\s]*/, '');
+    const text = value === undefined ? `${item}=` : (/[\s"]/.test(item) ? JSON.stringify(item) : item);
+    input.value = `${input.value.slice(0, from)}${text}${rest}`;
+    const caret = from + text.length;
     input.setSelectionRange(caret, caret);
     close();
+    if (value === undefined) show(); // on to the values of the key just chosen
   };
   const show = () => {
-    const { text } = word();
-    items = text.length < 1 ? [] : known.filter((k) => k.startsWith(text) && k !== text).slice(0, 8);
+    const { key, value } = token();
+    items = value === undefined
+      ? (key.length < 1 ? [] : known.filter((k) => k.includes(key) && k !== key)
+        .sort((a, b) => (b.startsWith(key) - a.startsWith(key)) || a.localeCompare(b)).slice(0, 10))
+      : (catalog.get(key) ?? []).filter((v) => v.startsWith(value) && v !== value).slice(0, 10);
     active = -1;
     if (!items.length) return close();
-    list.replaceChildren(...items.map((key, n) => h('li', {
+    list.replaceChildren(...items.map((item, n) => h('li', {
       role: 'option', id: `attr-suggest-${n}`,
-      onmousedown: (e) => { e.preventDefault(); accept(key); },
-    }, key)));
+      onmousedown: (e) => { e.preventDefault(); accept(item); },
+    }, item)));
     list.hidden = false;
     input.setAttribute('aria-expanded', 'true');
+    return undefined;
   };
   const move = (step) => {
     active = (active + step + items.length) % items.length;
@@ -251,6 +287,7 @@ function attachAutocomplete(input) {
     else if (e.key === 'Tab' || (e.key === 'Enter' && active >= 0)) { e.preventDefault(); accept(items[Math.max(active, 0)]); }
     else if (e.key === 'Escape') { e.preventDefault(); close(); }
   });
+  return load;
 }
 
 // ---- results ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ use tracing::warn;
 
 use super::params::{format_time, now_nanos, parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
+use crate::engine::fields::FieldInfo;
 use crate::engine::logs::{
     self, correlation_ids, log_query, trace_for_correlation, LogHit, LogKey, LogSearchError,
 };
@@ -258,16 +259,7 @@ async fn fields(
     blocking(move || {
         let query = query_of(&state, &params)?;
         let fields = logs::fields(&state.logs, query.as_ref(), values)?;
-        let data: Vec<Value> = fields
-            .into_iter()
-            .map(|field| {
-                json!({
-                    "name": field.name,
-                    "type": field.kind,
-                    "topValues": field.top_values.into_iter().map(|(value, count)| json!({"value": value, "count": count})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
+        let data: Vec<Value> = fields.iter().map(FieldInfo::to_json).collect();
         Ok(Json(json!({ "data": data })))
     })
     .await

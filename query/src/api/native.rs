@@ -15,6 +15,7 @@ use super::{blocking, ApiError, AppState};
 use crate::engine::analysis::TraceAnalysis;
 use crate::engine::compare::compare;
 use crate::engine::dependencies::{dependency_graph, DependencyQuery};
+use crate::engine::fields::FieldInfo;
 use crate::engine::partial::{select, TraceSelection};
 use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
 
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/traces", get(search))
         .route("/api/v1/traces/compare", get(compare_traces))
+        .route("/api/v1/traces/attributes", get(attributes))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(analysis))
         .route("/api/v1/dependencies", get(dependencies))
@@ -352,6 +354,31 @@ async fn dependencies(
         "unpaired": {"children": graph.unpaired_children, "clients": graph.unpaired_clients},
         "warnings": warnings,
     })))
+}
+
+/// `GET /api/v1/traces/attributes?service=&start=&end=&values=`: the attribute names trace
+/// search can ask for, with their top values (default: the last 24 hours, all services).
+async fn attributes(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw.as_deref());
+    let end = params
+        .time_nanos(&["end"])?
+        .unwrap_or_else(super::params::now_nanos);
+    let start = params
+        .time_nanos(&["start"])?
+        .unwrap_or_else(|| end.saturating_sub(DEFAULT_DEPENDENCY_WINDOW_NANOS));
+    let values = params.u64(&["values"])?.unwrap_or(10).clamp(1, 100) as usize;
+    let service = params.get(&["service"]).map(str::to_owned);
+    let spans = state.spans.clone();
+    let fields = blocking(move || {
+        crate::engine::traces::attributes(&spans, service.as_deref(), start, end, values)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let data: Vec<_> = fields.iter().map(FieldInfo::to_json).collect();
+    Ok(Json(json!({ "data": data })))
 }
 
 /// The most traces one page may ask for.

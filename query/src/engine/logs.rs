@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sightline_collector::log_store::{field_text, LogStoreError};
 use sightline_collector::{LogStore, SpanStore};
 use sightline_proto::log::LogRecord;
@@ -22,6 +22,7 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQue
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
+use super::fields::{Catalog, FieldInfo};
 use super::query_syntax::{self, Dialect, QueryError};
 use crate::time::parse_time_nanos;
 
@@ -453,81 +454,27 @@ pub fn histogram(
     })
 }
 
-/// A field that queries can name, with its most frequent values.
-#[derive(Debug, Clone)]
-pub struct FieldInfo {
-    pub name: String,
-    pub kind: &'static str,
-    pub top_values: Vec<(Value, u64)>,
-}
-
-/// Fields whose top values are computed, at most.
-const MAX_FIELDS_WITH_VALUES: usize = 64;
-
 /// The fields of the records matching `query`, with their top values.
 pub fn fields(
     store: &LogStore,
     query: &dyn Query,
     values_per_field: usize,
 ) -> Result<Vec<FieldInfo>, LogSearchError> {
-    let searcher = store.searcher();
-    let mut names: BTreeMap<String, &'static str> = BTreeMap::new();
-    for segment in searcher.segment_readers() {
-        for meta in segment.fields_metadata()? {
-            let kind = match meta.typ {
-                tantivy::schema::Type::Str => "string",
-                tantivy::schema::Type::U64
-                | tantivy::schema::Type::I64
-                | tantivy::schema::Type::F64 => "number",
-                tantivy::schema::Type::Bool => "bool",
-                _ => continue,
-            };
-            let name = meta.field_name;
-            let public = name.starts_with("attributes.")
-                || name.starts_with("resource.")
-                || ["severity", "service", "trace_id"].contains(&name.as_str());
-            if public && meta.fast_size.is_some() {
-                names.entry(name).or_insert(kind);
-            }
-        }
-    }
-    let mut request = serde_json::Map::new();
-    let with_values: Vec<&String> = names
-        .iter()
-        .filter(|(name, kind)| **kind != "number" && name.as_str() != "trace_id")
-        .map(|(name, _)| name)
-        .take(MAX_FIELDS_WITH_VALUES)
-        .collect();
-    for (i, name) in with_values.iter().enumerate() {
-        request.insert(
-            format!("f{i}"),
-            json!({"terms": {"field": name, "size": values_per_field.max(1)}}),
-        );
-    }
-    let mut top: BTreeMap<&str, Vec<(Value, u64)>> = BTreeMap::new();
-    if !request.is_empty() {
-        let aggregations: Aggregations = serde_json::from_value(Value::Object(request))
-            .map_err(|err| tantivy::TantivyError::InvalidArgument(err.to_string()))?;
-        let collector = AggregationCollector::from_aggs(aggregations, Default::default());
-        let results = serde_json::to_value(searcher.search(query, &collector)?)
-            .map_err(|err| tantivy::TantivyError::InternalError(err.to_string()))?;
-        for (i, name) in with_values.iter().enumerate() {
-            let values = results[format!("f{i}")]["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|b| (b["key"].clone(), b["doc_count"].as_u64().unwrap_or(0)))
-                .collect();
-            top.insert(name.as_str(), values);
-        }
-    }
-    Ok(names
-        .iter()
-        .map(|(name, kind)| FieldInfo {
-            // Attributes are named as queries name them.
-            name: name.strip_prefix("attributes.").unwrap_or(name).to_owned(),
-            kind,
-            top_values: top.remove(name.as_str()).unwrap_or_default(),
-        })
-        .collect())
+    let public_name = |name: &str| {
+        let listed = name.starts_with("attributes.")
+            || name.starts_with("resource.")
+            || ["severity", "service", "trace_id"].contains(&name);
+        // Attributes are named as queries name them.
+        listed.then(|| name.strip_prefix("attributes.").unwrap_or(name).to_owned())
+    };
+    let catalog = Catalog {
+        public_name: &public_name,
+        without_values: &["trace_id"],
+    };
+    Ok(super::fields::list(
+        &store.searcher(),
+        query,
+        values_per_field,
+        &catalog,
+    )?)
 }

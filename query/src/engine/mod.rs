@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod columns;
 pub mod compare;
 pub mod dependencies;
+pub mod fields;
 pub mod logs;
 pub mod partial;
 pub mod query_syntax;

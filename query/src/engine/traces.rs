@@ -367,3 +367,48 @@ fn span_field(field: &str) -> String {
         format!("attributes.{field}")
     }
 }
+
+/// The span and resource attributes of the spans of `service` (all services when `None`)
+/// that started in `[start, end]`, with their top values: what trace search can ask for.
+pub fn attributes(
+    store: &SpanStore,
+    service: Option<&str>,
+    start_unix_nanos: u64,
+    end_unix_nanos: u64,
+    values_per_field: usize,
+) -> Result<Vec<super::fields::FieldInfo>, SearchError> {
+    let fields = store.fields();
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+        Occur::Must,
+        Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_u64(
+                fields.start_time_unix_nanos,
+                start_unix_nanos,
+            )),
+            Bound::Included(Term::from_field_u64(
+                fields.start_time_unix_nanos,
+                end_unix_nanos,
+            )),
+        )),
+    )];
+    if let Some(service) = service {
+        clauses.push((
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_text(fields.service, service),
+                IndexRecordOption::Basic,
+            )),
+        ));
+    }
+    let public_name = |name: &str| name.strip_prefix("attributes.").map(str::to_owned);
+    let catalog = super::fields::Catalog {
+        public_name: &public_name,
+        without_values: &[],
+    };
+    Ok(super::fields::list(
+        &store.searcher(),
+        &BooleanQuery::new(clauses),
+        values_per_field,
+        &catalog,
+    )?)
+}

@@ -1,0 +1,120 @@
+//! The fields a query can name, with their most frequent values, for autocompletion: read from
+//! each segment's field metadata (JSON paths included), top values from tantivy's terms
+//! aggregations over the matching documents. Shared by log fields and span attributes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::AggregationCollector;
+use tantivy::query::Query;
+use tantivy::schema::Type;
+use tantivy::Searcher;
+
+/// A field that queries can name, with its most frequent values.
+#[derive(Debug, Clone)]
+pub struct FieldInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub top_values: Vec<(Value, u64)>,
+}
+
+impl FieldInfo {
+    /// `{"name", "type", "topValues": [{"value", "count"}]}`, as the API answers it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "type": self.kind,
+            "topValues": self.top_values.iter()
+                .map(|(value, count)| json!({"value": value, "count": count}))
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Fields whose top values are computed, at most.
+const MAX_FIELDS_WITH_VALUES: usize = 64;
+
+/// How one index's fields are listed.
+pub struct Catalog<'a> {
+    /// The name a query uses for an index field (`attributes.http.method` → `http.method`), or
+    /// `None` for a field not listed.
+    pub public_name: &'a dyn Fn(&str) -> Option<String>,
+    /// Index fields listed without values (their values are ids, unique per record).
+    pub without_values: &'a [&'a str],
+}
+
+/// The fast fields of the documents matching `query`, with up to `values_per_field` top
+/// values of each, in the order of their index names.
+pub fn list(
+    searcher: &Searcher,
+    query: &dyn Query,
+    values_per_field: usize,
+    catalog: &Catalog,
+) -> tantivy::Result<Vec<FieldInfo>> {
+    // Index field name → (public name, kind).
+    let mut names: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+    for segment in searcher.segment_readers() {
+        for meta in segment.fields_metadata()? {
+            let kind = match meta.typ {
+                Type::Str => "string",
+                Type::U64 | Type::I64 | Type::F64 => "number",
+                Type::Bool => "bool",
+                _ => continue,
+            };
+            if meta.fast_size.is_none() {
+                continue;
+            }
+            if let Some(public) = (catalog.public_name)(&meta.field_name) {
+                names.entry(meta.field_name).or_insert((public, kind));
+            }
+        }
+    }
+    let with_values: Vec<String> = names
+        .keys()
+        .filter(|name| !catalog.without_values.contains(&name.as_str()))
+        .take(MAX_FIELDS_WITH_VALUES)
+        .cloned()
+        .collect();
+    let mut top: BTreeMap<String, Vec<(Value, u64)>> = BTreeMap::new();
+    if !with_values.is_empty() {
+        let request: serde_json::Map<String, Value> = with_values
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                (
+                    format!("f{i}"),
+                    json!({"terms": {"field": name, "size": values_per_field.max(1)}}),
+                )
+            })
+            .collect();
+        let aggregations: Aggregations = serde_json::from_value(Value::Object(request))
+            .map_err(|err| tantivy::TantivyError::InvalidArgument(err.to_string()))?;
+        let collector = AggregationCollector::from_aggs(aggregations, Default::default());
+        let results = serde_json::to_value(searcher.search(query, &collector)?)
+            .map_err(|err| tantivy::TantivyError::InternalError(err.to_string()))?;
+        for (i, name) in with_values.iter().enumerate() {
+            let values = results[format!("f{i}")]["buckets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| (b["key"].clone(), b["doc_count"].as_u64().unwrap_or(0)))
+                .collect();
+            top.insert(name.clone(), values);
+        }
+    }
+    // A field whose values were counted but that no matching document has is left out: the
+    // segments' metadata lists every field of every document, matching or not.
+    names.retain(|name, _| {
+        top.get(name.as_str())
+            .is_none_or(|values| !values.is_empty())
+    });
+    Ok(names
+        .iter()
+        .map(|(name, (public, kind))| FieldInfo {
+            name: public.clone(),
+            kind,
+            top_values: top.remove(name).unwrap_or_default(),
+        })
+        .collect())
+}
