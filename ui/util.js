@@ -55,11 +55,10 @@ export class ApiError extends Error {
 }
 
 /**
- * GETs JSON from `path` with `params` (an object or URLSearchParams; arrays repeat the key;
- * empty values are left out). Errors carry the server's own message: the native API's
- * `{error: {message}}`, Prometheus' `{error}`, Jaeger's `{errors: [{msg}]}`.
+ * GETs `path` with `params` (as getJSON takes them), asking for JSON; resolves to the URL and
+ * the response whatever its status. A server that does not answer is an ApiError that says so.
  */
-export async function getJSON(path, params = {}, { signal } = {}) {
+export async function request(path, params = {}, signal = undefined) {
   const url = new URL(path, location.origin);
   const entries = params instanceof URLSearchParams ? [...params] : Object.entries(params);
   for (const [key, value] of entries) {
@@ -67,13 +66,21 @@ export async function getJSON(path, params = {}, { signal } = {}) {
       if (v !== undefined && v !== null && v !== '') url.searchParams.append(key, v);
     }
   }
-  let response;
   try {
-    response = await fetch(url, { signal, headers: { accept: 'application/json' } });
+    return { url, response: await fetch(url, { signal, headers: { accept: 'application/json' } }) };
   } catch (err) {
     if (err.name === 'AbortError') throw err;
     throw new ApiError(0, `Sightline did not answer (${err.message}). Is the server running?`, url);
   }
+}
+
+/**
+ * GETs JSON from `path` with `params` (an object or URLSearchParams; arrays repeat the key;
+ * empty values are left out). Errors carry the server's own message: the native API's
+ * `{error: {message}}`, Prometheus' `{error}`, Jaeger's `{errors: [{msg}]}`.
+ */
+export async function getJSON(path, params = {}, { signal } = {}) {
+  const { url, response } = await request(path, params, signal);
   const text = await response.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }

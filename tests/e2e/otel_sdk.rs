@@ -60,6 +60,22 @@ pub(crate) fn provider(
         .build()
 }
 
+/// Starts a span of `provider`'s service, a child of the span in `cx` (if any).
+pub(crate) fn start_span(
+    provider: &SdkTracerProvider,
+    name: &str,
+    kind: SpanKind,
+    attributes: Vec<KeyValue>,
+    cx: &Context,
+) -> opentelemetry_sdk::trace::Span {
+    let tracer = provider.tracer("e2e");
+    tracer
+        .span_builder(name.to_owned())
+        .with_kind(kind)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, cx)
+}
+
 /// gateway -> order-service -> payment-service, the payment failing. Returns the trace id.
 fn send_checkout_trace(exporter: Exporter, endpoints: &Endpoints) -> String {
     let gateway = provider(exporter, endpoints, "gateway");
@@ -231,13 +247,8 @@ fn send_shop_trace(endpoints: &Endpoints) -> String {
         .iter()
         .map(|name| provider(Exporter::Grpc, endpoints, name))
         .collect();
-    let tracer = |i: usize| providers[i].tracer("e2e");
     let start = |i: usize, name: &str, kind: SpanKind, attributes: Vec<KeyValue>, cx: &Context| {
-        tracer(i)
-            .span_builder(name.to_owned())
-            .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(&tracer(i), cx)
+        start_span(&providers[i], name, kind, attributes, cx)
     };
     let root = start(
         0,

@@ -5,7 +5,7 @@
 
 import { navigate } from '../app.js';
 import {
-  h, ApiError, getJSON, showLoading, showError, showEmpty, noDataYet, fmtDuration, rangeFromParams,
+  h, ApiError, getJSON, request, showLoading, showError, showEmpty, noDataYet, fmtDuration, rangeFromParams,
   LOOKBACKS, serviceChip,
 } from '../util.js';
 import { timeChart, matrixToData, chartPanel, fmtNumber, fmtRate } from '../chart.js';
@@ -26,15 +26,7 @@ export const promString = (text) => JSON.stringify(String(text));
  * `errorType: error`, shown as it is.
  */
 export async function promEnvelope(path, params, signal) {
-  const url = new URL(`/prometheus/api/v1/${path}`, location.origin);
-  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
-  let response;
-  try {
-    response = await fetch(url, { signal, headers: { accept: 'application/json' } });
-  } catch (err) {
-    if (err.name === 'AbortError') throw err;
-    throw new ApiError(0, `Sightline did not answer (${err.message}). Is the server running?`, url);
-  }
+  const { url, response } = await request(`/prometheus/api/v1/${path}`, params, signal);
   const body = await response.json().catch(() => null);
   if (response.ok && body?.status === 'success') return body;
   const message = body?.errorType ? `${body.errorType}: ${body.error}` : response.statusText;

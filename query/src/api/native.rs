@@ -302,12 +302,7 @@ async fn dependencies(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let params = Params::parse(raw.as_deref());
-    let end = params
-        .time_nanos(&["end"])?
-        .unwrap_or_else(super::params::now_nanos);
-    let start = params
-        .time_nanos(&["start"])?
-        .unwrap_or_else(|| end.saturating_sub(DEFAULT_DEPENDENCY_WINDOW_NANOS));
+    let (start, end) = range_or_last_day(&params)?;
     let query = DependencyQuery {
         start_unix_nanos: start,
         end_unix_nanos: end,
@@ -363,12 +358,7 @@ async fn attributes(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let params = Params::parse(raw.as_deref());
-    let end = params
-        .time_nanos(&["end"])?
-        .unwrap_or_else(super::params::now_nanos);
-    let start = params
-        .time_nanos(&["start"])?
-        .unwrap_or_else(|| end.saturating_sub(DEFAULT_DEPENDENCY_WINDOW_NANOS));
+    let (start, end) = range_or_last_day(&params)?;
     let values = params.u64(&["values"])?.unwrap_or(10).clamp(1, 100) as usize;
     let service = params.get(&["service"]).map(str::to_owned);
     let spans = state.spans.clone();
@@ -379,6 +369,17 @@ async fn attributes(
     .await?;
     let data: Vec<_> = fields.iter().map(FieldInfo::to_json).collect();
     Ok(Json(json!({ "data": data })))
+}
+
+/// `start` and `end` (RFC 3339 or unix nanoseconds); by default the 24 hours before now.
+fn range_or_last_day(params: &Params) -> Result<(u64, u64), ApiError> {
+    let end = params
+        .time_nanos(&["end"])?
+        .unwrap_or_else(super::params::now_nanos);
+    let start = params
+        .time_nanos(&["start"])?
+        .unwrap_or_else(|| end.saturating_sub(DEFAULT_DEPENDENCY_WINDOW_NANOS));
+    Ok((start, end))
 }
 
 /// The most traces one page may ask for.
