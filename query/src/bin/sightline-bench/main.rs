@@ -4,6 +4,8 @@
 //! ```text
 //! cargo build --release && target/release/sightline-bench --shape rich --spans 1000000
 //! target/release/sightline-bench --signal logs --lines 1000000
+//! target/release/sightline-bench --signal all --out after.json --record docs/benchmarks.md
+//! target/release/sightline-bench --compare before.json after.json
 //! ```
 //!
 //! Span load is encoded before the clock starts and sent as raw bytes, so the generator costs
@@ -18,6 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod report;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -35,6 +39,8 @@ use sightline_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 
+use report::{Report, Results};
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Shape {
     /// About 150 bytes: a name, a kind, two int attributes.
@@ -48,6 +54,10 @@ enum Signal {
     Traces,
     Logs,
     Metrics,
+    /// Time to become ready after `kill -9` with `--wal-bytes` of write-ahead log.
+    Recovery,
+    /// Traces, logs, metrics and recovery, one after the other.
+    All,
 }
 
 /// Measure OTLP/gRPC span or log ingest of a real sightline server.
@@ -84,23 +94,73 @@ struct Args {
     /// Extra flags for the server.
     #[arg(long, allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Write-ahead log to build up before the crash (with `--signal recovery`).
+    #[arg(long, default_value_t = 1 << 30)]
+    wal_bytes: u64,
+    /// Write the figures as JSON here (for `--compare`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Append the figures, with machine, date and command, to this Markdown file
+    /// (e.g. `docs/benchmarks.md`).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Compare two `--out` files (before, after) as ratios instead of running.
+    #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"])]
+    compare: Option<Vec<PathBuf>>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(paths) = &args.compare {
+        let (before, after) = (
+            Results::read_json(&paths[0])?,
+            Results::read_json(&paths[1])?,
+        );
+        print!("{}", report::compare(&before, &after));
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match args.signal {
-        Signal::Traces => runtime.block_on(run(args)),
-        Signal::Logs => runtime.block_on(run_logs(args)),
-        Signal::Metrics => runtime.block_on(run_metrics(args)),
+    let signals = match args.signal {
+        Signal::All => vec![
+            Signal::Traces,
+            Signal::Logs,
+            Signal::Metrics,
+            Signal::Recovery,
+        ],
+        one => vec![one],
+    };
+    let mut report = Report::default();
+    for signal in signals {
+        let name = format!("{signal:?}").to_lowercase();
+        println!("== {name}");
+        report.signal(&name);
+        runtime.block_on(async {
+            match signal {
+                Signal::Traces => run(&args, &mut report).await,
+                Signal::Logs => run_logs(&args, &mut report).await,
+                Signal::Metrics => run_metrics(&args, &mut report).await,
+                Signal::Recovery => run_recovery(&args, &mut report).await,
+                Signal::All => unreachable!("expanded above"),
+            }
+        })?;
     }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let results = report.finish(command);
+    println!("\n{}", results.markdown());
+    if let Some(path) = &args.out {
+        results.write_json(path)?;
+    }
+    if let Some(path) = &args.record {
+        results.append_to(path)?;
+    }
+    Ok(())
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
+async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let (server_bin, data_dir) = server_bin_and_data_dir(args)?;
 
     // Pre-encode the load.
     let requests: Vec<Bytes> = (0..args.spans.div_ceil(args.batch))
@@ -149,7 +209,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let query_report = if args.no_queries {
         Vec::new()
     } else {
-        measure_queries(&query, args.shape, requests.len() as u64, args.batch)?
+        measure_queries(
+            &query,
+            args.shape,
+            requests.len() as u64,
+            args.batch,
+            report,
+        )?
     };
     server.stop();
     let index_bytes = dir_bytes(&data_dir.join("spans"));
@@ -178,13 +244,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in query_report {
         println!("{line}");
     }
+    report.figure("spans", total_spans as f64, "spans");
+    report.figure("acknowledged", total_spans as f64 / secs, "spans/s");
+    report.figure(
+        "searchable",
+        total_spans as f64 / searchable_elapsed.as_secs_f64(),
+        "spans/s",
+    );
+    report.figure("server CPU until acknowledged", cpu_ack / secs, "cores");
+    report.figure("server peak RSS", peak_rss as f64 / 1024.0, "MiB");
+    report.figure(
+        "disk per span",
+        index_bytes as f64 / total_spans as f64,
+        "B",
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
 
 /// Log ingest: about 1 KB structured JSON lines, then log queries.
-async fn run_logs(args: Args) -> anyhow::Result<()> {
-    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
+async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let (server_bin, data_dir) = server_bin_and_data_dir(args)?;
     let requests = args.lines.div_ceil(args.batch);
     let total_lines = requests * args.batch;
     let sample = make_log_request(0, args.batch);
@@ -254,10 +334,10 @@ async fn run_logs(args: Args) -> anyhow::Result<()> {
     let cpu_total = cpu_seconds(pid)? - cpu_before;
     let peak_rss = vm_kib(pid, "VmHWM:")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let report = if args.no_queries {
+    let query_report = if args.no_queries {
         Vec::new()
     } else {
-        measure_log_queries(&server.query, requests as u64, batch)?
+        measure_log_queries(&server.query, requests as u64, batch, report)?
     };
     server.stop();
     let index_bytes = dir_bytes(&data_dir.join("logs"));
@@ -290,15 +370,34 @@ async fn run_logs(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for line in report {
+    for line in query_report {
         println!("{line}");
     }
+    report.figure("lines", total_lines as f64, "lines");
+    report.figure("acknowledged", body_mb / secs, "MB/s of bodies");
+    report.figure(
+        "searchable",
+        body_mb / searchable.as_secs_f64(),
+        "MB/s of bodies",
+    );
+    report.figure("server CPU until acknowledged", cpu_ack / secs, "cores");
+    report.figure("server peak RSS", peak_rss as f64 / 1024.0, "MiB");
+    report.figure(
+        "disk per line",
+        index_bytes as f64 / total_lines as f64,
+        "B",
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
 
 /// Times log queries on the loaded data: each `RUNS` times, p50 and max printed.
-fn measure_log_queries(query: &str, requests: u64, batch: usize) -> anyhow::Result<Vec<String>> {
+fn measure_log_queries(
+    query: &str,
+    requests: u64,
+    batch: usize,
+    figures: &mut Report,
+) -> anyhow::Result<Vec<String>> {
     const RUNS: usize = 21;
     let correlation = |i: u64| format!("{:016x}", mix((i * 7919 % (requests * batch as u64)) / 4));
     let cases: Vec<(String, Vec<String>)> = vec![
@@ -348,6 +447,8 @@ fn measure_log_queries(query: &str, requests: u64, batch: usize) -> anyhow::Resu
             found = body.matches("\"cursor\":").count();
         }
         times.sort();
+        figures.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
+        figures.figure(format!("{name}: max"), millis(times[times.len() - 1]), "ms");
         report.push(format!(
             "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs, {found} lines in the last answer)",
             times[times.len() / 2].as_secs_f64() * 1e3,
@@ -489,10 +590,10 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
 }
 
 /// Metric ingest: `--series` counters with 15 s samples over `--hours`, then PromQL.
-async fn run_metrics(args: Args) -> anyhow::Result<()> {
+async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     const STEP_MS: i64 = 15_000;
     const PER_REQUEST: usize = 2_500;
-    let (server_bin, data_dir) = server_bin_and_data_dir(&args)?;
+    let (server_bin, data_dir) = server_bin_and_data_dir(args)?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -609,6 +710,25 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
         (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored.max(1) as f64,
         (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored_series.max(1) as f64,
     );
+    report.figure("samples", total_samples as f64, "samples");
+    report.figure("acknowledged", total_samples as f64 / elapsed, "samples/s");
+    report.figure("server CPU", cpu / elapsed, "cores");
+    report.figure(
+        "compressed samples",
+        chunk_bytes as f64 / stored.max(1) as f64,
+        "B/sample",
+    );
+    report.figure(
+        "store's estimate per series besides samples",
+        series_bytes as f64 / stored_series.max(1) as f64,
+        "B/series",
+    );
+    report.figure(
+        "RSS growth per series, all included",
+        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored_series.max(1) as f64,
+        "B/series",
+    );
+    report.figure("server peak RSS", peak as f64 / 1024.0, "MiB");
     if !args.no_queries {
         let end_s = now_ms as f64 / 1000.0;
         let encode = |q: &str| {
@@ -650,6 +770,7 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
                 }
             }
             times.sort();
+            report.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
             println!(
                 "query: {name}: p50 {:.1} ms, max {:.1} ms ({runs} runs)",
                 times[times.len() / 2].as_secs_f64() * 1e3,
@@ -661,6 +782,75 @@ async fn run_metrics(args: Args) -> anyhow::Result<()> {
     println!(
         "disk: metrics write-ahead log {:.1} MB",
         dir_bytes(&data_dir.join("metrics-wal")) as f64 / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Crash recovery: rich spans are sent with commits held off, so that everything acknowledged is
+/// in the write-ahead log only, until the log holds `--wal-bytes`; then `kill -9`, a restart on
+/// the same data directory, and the time until the server is ready (it has replayed the log)
+/// and until the last acknowledged span is searchable.
+async fn run_recovery(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    const CHUNK: usize = 256;
+    let (server_bin, data_dir) = server_bin_and_data_dir(args)?;
+    let mut extra = vec!["--commit-interval-millis".to_owned(), "3600000".to_owned()];
+    extra.extend(args.server_args.iter().cloned());
+    let server = start_server(&server_bin, &data_dir, &extra)?;
+    let wal_dir = data_dir.join("wal");
+    let mut sent = 0u64;
+    while dir_bytes(&wal_dir) < args.wal_bytes {
+        let requests: Arc<Vec<Bytes>> = Arc::new(
+            (sent..sent + CHUNK as u64)
+                .map(|i| Bytes::from(make_request(Shape::Rich, i, args.batch).encode_to_vec()))
+                .collect(),
+        );
+        send_all(
+            &server.grpc,
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            args.streams,
+            Arc::new(move |i| requests.get(i).cloned()),
+        )
+        .await?;
+        sent += CHUNK as u64;
+    }
+    server.crash();
+    let wal_bytes = dir_bytes(&wal_dir);
+    let spans = sent * args.batch as u64;
+    println!(
+        "crashed (kill -9) with {:.0} MB of write-ahead log: {spans} acknowledged rich spans, none committed",
+        wal_bytes as f64 / 1e6
+    );
+
+    let started = Instant::now();
+    let server = start_server(&server_bin, &data_dir, &args.server_args)?;
+    let ready = started.elapsed();
+    let last = make_request(Shape::Rich, sent - 1, args.batch);
+    let last_trace = hex(&last.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    while http_get(&server.query, &format!("/api/traces/{last_trace}"))? != 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let searchable = started.elapsed();
+    let peak_rss = vm_kib(server.pid, "VmHWM:")?;
+    server.stop();
+    println!(
+        "restart: ready after {:.2} s (write-ahead log replayed), last span searchable after {:.2} s; peak RSS {:.0} MiB",
+        ready.as_secs_f64(),
+        searchable.as_secs_f64(),
+        peak_rss as f64 / 1024.0
+    );
+    report.figure("write-ahead log at the crash", wal_bytes as f64 / 1e6, "MB");
+    report.figure("spans in it", spans as f64, "spans");
+    report.figure("ready after restart", ready.as_secs_f64(), "s");
+    report.figure(
+        "last span searchable after restart",
+        searchable.as_secs_f64(),
+        "s",
+    );
+    report.figure(
+        "server peak RSS during replay",
+        peak_rss as f64 / 1024.0,
+        "MiB",
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
@@ -747,6 +937,12 @@ struct BenchServer {
 }
 
 impl BenchServer {
+    /// `kill -9`: nothing is committed or flushed.
+    fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
@@ -844,6 +1040,7 @@ fn measure_queries(
     shape: Shape,
     requests: u64,
     batch: usize,
+    figures: &mut Report,
 ) -> anyhow::Result<Vec<String>> {
     const RUNS: usize = 21;
     let now = std::time::SystemTime::now()
@@ -900,6 +1097,8 @@ fn measure_queries(
             }
         }
         times.sort();
+        figures.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
+        figures.figure(format!("{name}: max"), millis(times[times.len() - 1]), "ms");
         report.push(format!(
             "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs)",
             times[times.len() / 2].as_secs_f64() * 1e3,
@@ -1070,6 +1269,10 @@ fn http_get_body(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .map_or("", |(_, body)| body)
         .to_owned();
     Ok((status, body))
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
 }
 
 fn hex(bytes: &[u8]) -> String {
