@@ -500,7 +500,7 @@ fn start_metric_lane(
     let wal_metrics = metrics.clone();
     let retention = store.settings().retention;
     let thread = std::thread::Builder::new()
-        .name("sightline-wal-metrics".into())
+        .name("sl-wal-metrics".into())
         .spawn(move || {
             // Sequence numbers with the time they were written, to find the segments that hold
             // nothing younger than the retention.
@@ -771,7 +771,8 @@ fn start_lane(
     let (index_tx, index_rx) = mpsc::sync_channel(QUEUE_CAPACITY);
     let wal_metrics = metrics.clone();
     let wal_thread = std::thread::Builder::new()
-        .name(format!("sightline-wal-{label}"))
+        // Short names: Linux keeps 15 characters of a thread name.
+        .name(format!("sl-wal-{label}"))
         .spawn(move || {
             run_wal_writer(signal, wal, wal_rx, wal_metrics, |seq, mut documents: Vec<TantivyDocument>, permit| {
                 stamp_ids(id_field, seq, &mut documents);
@@ -791,7 +792,7 @@ fn start_lane(
     let index_budget = budget.clone();
     let budget_bytes = settings.ingest_queue_bytes;
     let index_thread = std::thread::Builder::new()
-        .name(format!("sightline-index-{label}"))
+        .name(format!("sl-index-{label}"))
         .spawn(move || indexer.run(index_rx, commit_interval, &index_budget, budget_bytes))
         .map_err(PipelineError::Thread)?;
     Ok(RunningLane {

@@ -181,6 +181,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let server = start_server(&server_bin, &data_dir, &args.server_args)?;
     let (pid, query) = (server.pid, server.query.clone());
     let requests = Arc::new(requests);
+    let threads_before = thread_cpu_seconds(pid)?;
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let load = requests.clone();
@@ -203,6 +204,8 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     }
     let searchable_elapsed = started.elapsed();
     let cpu_total = cpu_seconds(pid)? - cpu_before;
+    let threads = thread_cpu_seconds(pid)?;
+    let (_, self_metrics) = http_get_body(&query, "/metrics")?;
     let peak_rss = vm_kib(pid, "VmHWM:")?;
     // Let the last commit and merges settle before measuring the disk and the queries.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -244,6 +247,14 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     for line in query_report {
         println!("{line}");
     }
+    profile(
+        &threads_before,
+        &threads,
+        cpu_total,
+        &self_metrics,
+        "traces",
+        report,
+    );
     report.figure("spans", total_spans as f64, "spans");
     report.figure("acknowledged", total_spans as f64 / secs, "spans/s");
     report.figure(
@@ -296,6 +307,7 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             bytes
         })
     });
+    let threads_before = thread_cpu_seconds(pid)?;
     let cpu_before = cpu_seconds(pid)?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
     let started = Instant::now();
@@ -332,6 +344,8 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     }
     let searchable = started.elapsed();
     let cpu_total = cpu_seconds(pid)? - cpu_before;
+    let threads = thread_cpu_seconds(pid)?;
+    let (_, self_metrics) = http_get_body(&server.query, "/metrics")?;
     let peak_rss = vm_kib(pid, "VmHWM:")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let query_report = if args.no_queries {
@@ -373,6 +387,14 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     for line in query_report {
         println!("{line}");
     }
+    profile(
+        &threads_before,
+        &threads,
+        cpu_total,
+        &self_metrics,
+        "logs",
+        report,
+    );
     report.figure("lines", total_lines as f64, "lines");
     report.figure("acknowledged", body_mb / secs, "MB/s of bodies");
     report.figure(
@@ -1269,6 +1291,87 @@ fn http_get_body(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .map_or("", |(_, body)| body)
         .to_owned();
     Ok((status, body))
+}
+
+/// CPU seconds of each thread of `pid` by thread name, trailing digits folded
+/// (`thrd-tantivy-index0` and `...1` are `thrd-tantivy-index*`), from `/proc/<pid>/task/`.
+fn thread_cpu_seconds(pid: u32) -> anyhow::Result<std::collections::BTreeMap<String, f64>> {
+    let mut threads = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        // A thread may end between listing and reading: skip it.
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue;
+        };
+        let name = name.trim();
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let name = if stem.len() < name.len() {
+            format!("{stem}*")
+        } else {
+            name.to_owned()
+        };
+        let after_name = stat.rsplit_once(')').context("bad /proc stat")?.1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+        *threads.entry(name).or_insert(0.0) += ticks / 100.0;
+    }
+    Ok(threads)
+}
+
+/// Where the server's CPU went during a load, by thread (the operating system's own count):
+/// the runtime's threads (`sightline`) receive, decode, validate and encode requests and answer
+/// queries; `sl-wal-*` writes and syncs
+/// the write-ahead log; `sl-index-*` feeds the index writer and commits; tantivy's
+/// `thrd-tantivy-index*` threads build segments, its `merge_thread_*` merge them. Commit wall
+/// time comes from the server's own histogram.
+fn profile(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    total: f64,
+    self_metrics: &str,
+    signal: &str,
+    report: &mut Report,
+) {
+    let mut spent: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, cpu)| (name.clone(), cpu - before.get(name).copied().unwrap_or(0.0)))
+        .filter(|(_, cpu)| *cpu >= 0.05)
+        .collect();
+    spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // The process's total counts threads that have ended too: tantivy's index workers end at
+    // each commit, so what the live threads do not account for is mostly theirs.
+    let ended = total - spent.iter().map(|(_, cpu)| cpu).sum::<f64>();
+    if ended >= 0.05 {
+        spent.push(("ended threads (tantivy index workers)".into(), ended));
+    }
+    println!("profile: server CPU by thread, {total:.1} s in all:");
+    for (name, cpu) in &spent {
+        println!(
+            "  {name:<40} {cpu:>7.1} s  {:>5.1} %",
+            100.0 * cpu / total.max(1e-9)
+        );
+        report.figure(format!("CPU in {name}"), *cpu, "s");
+    }
+    let metric = |name: &str| {
+        self_metrics.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix(&format!("{{signal=\"{signal}\"}} "))?;
+            rest.trim().parse::<f64>().ok()
+        })
+    };
+    if let (Some(sum), Some(count)) = (
+        metric("sightline_index_commit_duration_seconds_sum"),
+        metric("sightline_index_commit_duration_seconds_count"),
+    ) {
+        println!(
+            "  commits: {count:.0}, {sum:.1} s of wall time in all ({:.0} ms each)",
+            1e3 * sum / count.max(1.0)
+        );
+        report.figure("commit wall time in all", sum, "s");
+    }
 }
 
 fn millis(duration: Duration) -> f64 {
