@@ -237,6 +237,17 @@ async fn native_search_filters_summarises_and_pages() {
     // order-service's attributes are not gateway's.
     assert!(!body.to_string().contains("order.id"), "{body}");
 
+    // Traces of one edge of the service map: a span of one service under a span of another.
+    assert_eq!(
+        ids(&native(&shop, "service=payment-service&parentService=order-service").await),
+        [checkout.clone()]
+    );
+    assert!(ids(&native(&shop, "service=payment-service&parentService=gateway").await).is_empty());
+    assert_eq!(
+        ids(&native(&shop, "parentService=gateway").await),
+        [users.clone(), checkout.clone()]
+    );
+
     // Regular expressions on attributes match a whole value.
     assert_eq!(
         ids(&native(&shop, "query=order.id:/order-7%5B0-9%5D%2B/").await),

@@ -402,6 +402,26 @@ async fn service_map_and_metrics_charts_from_demo_traffic() {
         .await
         .unwrap();
     assert!(panel.contains("order-service"), "{panel}");
+    // A click on a call between two services lists the traces of that call.
+    browser
+        .eval(
+            "document.querySelector('[data-testid=map-edge][data-parent=api-gateway][data-child=order-service]') \
+               .dispatchEvent(new MouseEvent('click', { bubbles: true }))",
+        )
+        .await;
+    browser.wait_count("[data-testid=trace-result]", 1).await;
+    let url = browser.client.current_url().await.unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert!(
+        query.contains(&("service".into(), "order-service".into())),
+        "{url}"
+    );
+    assert!(
+        query.contains(&("parentService".into(), "api-gateway".into())),
+        "{url}"
+    );
+    browser.wait("[data-testid=search-called-by]").await;
+    browser.screenshot("edge-traces").await;
 
     // A PromQL chart draws its series.
     browser

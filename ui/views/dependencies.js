@@ -186,13 +186,11 @@ function edgePath(a, b, waypoints = []) {
 }
 
 /**
- * Where clicking an edge leads. The trace search matches its conditions on one span, so
- * "traces where parent calls child" cannot be asked for directly:
+ * Where clicking an edge leads: the traces of that call.
  * - to a database, broker or external peer: the parent's client spans naming that peer
- *   (service=parent plus the peer attribute the map took the name from), which is exactly
- *   the edge;
- * - to a service: the traces with spans of the child service. These hold every call into the
- *   child, not only the parent's; the operations and trace view show who called.
+ *   (service=parent plus the peer attribute the map took the name from);
+ * - to a service: the traces where a span of the child has its parent span in the parent
+ *   service (`parentService`).
  */
 function edgeTracesUrl(edge, kindOf, lookback) {
   const q = JSON.stringify(edge.child);
@@ -203,7 +201,7 @@ function edgeTracesUrl(edge, kindOf, lookback) {
   }[kindOf(edge.child)];
   const params = peerQuery && kindOf(edge.parent) === 'service'
     ? { service: edge.parent, query: peerQuery, lookback }
-    : { service: edge.child, lookback };
+    : { service: edge.child, parentService: edge.parent, lookback };
   return `/search?${new URLSearchParams(params)}`;
 }
 

@@ -72,6 +72,7 @@ function apiParams(params) {
     maxDuration: params.get('maxDuration'),
     minTraceDuration: params.get('minTraceDuration'),
     maxTraceDuration: params.get('maxTraceDuration'),
+    parentService: params.get('parentService'),
     start: rfc3339(start),
     end: rfc3339(end),
     limit: params.get('limit') || DEFAULT_LIMIT,
@@ -131,6 +132,7 @@ function searchForm(params, signal) {
     text('minDuration', 'Span min', '100ms'), text('maxDuration', 'Span max', '2s')),
   h('div', { class: 'row' },
     text('minTraceDuration', 'Trace min', '1s'), text('maxTraceDuration', 'Trace max', '')),
+  calledBy(params.get('parentService')),
   h('label', { class: 'inline' },
     h('input', { type: 'checkbox', name: 'errors', checked: params.get('errors') === 'true' }), 'Errors only'),
   h('div', { class: 'row' },
@@ -176,6 +178,19 @@ function searchForm(params, signal) {
   return form;
 }
 
+/**
+ * The service map's edge condition (`parentService`): kept as a hidden field while searching
+ * again, shown with a button that drops it.
+ */
+function calledBy(parent) {
+  if (!parent) return null;
+  const box = h('div', { class: 'inline', 'data-testid': 'search-called-by' },
+    h('input', { type: 'hidden', name: 'parentService', value: parent }),
+    'Called by ', serviceChip(parent), ' ',
+    h('button', { type: 'button', title: 'Search without this condition', onclick: () => box.remove() }, '✕'));
+  return box;
+}
+
 /** The URL query of the form, in Jaeger UI's parameters; start/end in microseconds. */
 function formToParams(form, startInput, endInput) {
   const data = new FormData(form);
@@ -183,6 +198,7 @@ function formToParams(form, startInput, endInput) {
   const put = (key, value) => { if (value) out.set(key, value); };
   put('service', data.get('service'));
   put('operation', data.get('operation'));
+  put('parentService', data.get('parentService'));
   const attributes = String(data.get('attributes') || '').trim();
   if (parseLogfmt(attributes)) put('tags', attributes);
   else put('query', attributes);

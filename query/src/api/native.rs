@@ -415,6 +415,7 @@ async fn search(
         max_span_duration_nanos: params.duration_nanos(&["maxDuration"])?,
         min_trace_duration_nanos: params.duration_nanos(&["minTraceDuration"])?,
         max_trace_duration_nanos: params.duration_nanos(&["maxTraceDuration"])?,
+        parent_service: params.get(&["parentService"]).map(str::to_owned),
         errors_only: params.bool(&["error", "errors"])?,
         start_unix_nanos: params.time_nanos(&["start"])?,
         end_unix_nanos: params.time_nanos(&["end"])?,

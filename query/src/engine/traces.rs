@@ -8,7 +8,7 @@
 //! conditions (trace duration) are checked on each candidate's summary, computed from all of its
 //! spans.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
 use sightline_collector::span_store::SpanStoreError;
@@ -40,6 +40,9 @@ pub struct TraceQuery {
     pub max_span_duration_nanos: Option<u64>,
     pub min_trace_duration_nanos: Option<u64>,
     pub max_trace_duration_nanos: Option<u64>,
+    /// Only traces where this service calls `service` (any other service when that is absent)
+    /// directly: a span of the one has its parent span in the other. An edge of the service map.
+    pub parent_service: Option<String>,
     /// Only spans with an ERROR status match.
     pub errors_only: bool,
     /// Span start time window, inclusive.
@@ -231,6 +234,11 @@ pub fn search(store: &SpanStore, query: &TraceQuery) -> Result<SearchPage, Searc
             {
                 continue;
             }
+            if let Some(parent) = query.parent_service.as_deref() {
+                if !calls(&records, parent, query.service.as_deref()) {
+                    continue;
+                }
+            }
             page.traces.push((summary, records));
         }
         if exhausted {
@@ -240,6 +248,21 @@ pub fn search(store: &SpanStore, query: &TraceQuery) -> Result<SearchPage, Searc
         fetch *= 2;
     }
     Ok(page)
+}
+
+/// Whether a span of `child` (any service but `parent` when `None`) has its parent span in
+/// service `parent`.
+fn calls(records: &[SpanRecord], parent: &str, child: Option<&str>) -> bool {
+    let service_of: HashMap<&[u8], &str> = records
+        .iter()
+        .map(|r| (r.span.span_id.as_slice(), r.service_name()))
+        .collect();
+    records.iter().any(|r| {
+        let service = r.service_name();
+        service != parent
+            && child.is_none_or(|child| service == child)
+            && service_of.get(r.span.parent_span_id.as_slice()) == Some(&parent)
+    })
 }
 
 /// The span-level part of a search as one tantivy query.
