@@ -1,6 +1,6 @@
-//! Demo traffic: the telemetry of a small shop (`../shared/product.md`), sent over real OTLP/gRPC
-//! to any endpoint: `sightline --demo` points it at itself, `sightline loadgen --endpoint ...` at
-//! any OTLP receiver.
+//! Demo traffic: the telemetry of a small shop (`../shared/product.md`), sent over real OTLP
+//! (gRPC, or HTTP with protobuf bodies) to any endpoint: `sightline --demo` points it at itself,
+//! `sightline loadgen --endpoint ... [--protocol http]` at any OTLP receiver.
 //!
 //! An API gateway fronts user, order, payment, inventory and notification services, each with its
 //! own PostgreSQL database; orders and sign-ups publish RabbitMQ events (`order.created`,
@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -36,14 +38,121 @@ use tracing::{info, warn};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// User requests per second (each is one trace of 3 to 15 spans).
-    #[arg(long = "demo-rate", env = "SIGHTLINE_DEMO_RATE", default_value_t = 5.0)]
+    #[arg(
+        long = "demo-rate",
+        visible_alias = "rate",
+        env = "SIGHTLINE_DEMO_RATE",
+        default_value_t = 5.0
+    )]
     pub rate: f64,
     /// Seed of the traffic: the same seed gives the same requests and outcomes.
-    #[arg(long = "demo-seed", env = "SIGHTLINE_DEMO_SEED", default_value_t = 42)]
+    #[arg(
+        long = "demo-seed",
+        visible_alias = "seed",
+        env = "SIGHTLINE_DEMO_SEED",
+        default_value_t = 42
+    )]
     pub seed: u64,
     /// Stop after this many seconds (default: run until stopped).
-    #[arg(long = "demo-seconds", env = "SIGHTLINE_DEMO_SECONDS")]
+    #[arg(
+        long = "demo-seconds",
+        visible_alias = "seconds",
+        env = "SIGHTLINE_DEMO_SECONDS"
+    )]
     pub seconds: Option<u64>,
+}
+
+/// How the traffic travels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// OTLP/gRPC (`http://host:4317`).
+    #[default]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, `POST {endpoint}/v1/traces` etc. (`http://host:4318`).
+    Http,
+}
+
+/// An OTLP client of either protocol.
+enum Exporter {
+    Grpc {
+        traces: TraceServiceClient<tonic::transport::Channel>,
+        logs: LogsServiceClient<tonic::transport::Channel>,
+        metrics: MetricsServiceClient<tonic::transport::Channel>,
+    },
+    Http {
+        client: hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            http_body_util::Full<bytes::Bytes>,
+        >,
+        endpoint: String,
+    },
+}
+
+impl Exporter {
+    fn new(protocol: Protocol, endpoint: &str) -> anyhow::Result<Exporter> {
+        Ok(match protocol {
+            Protocol::Grpc => {
+                let channel =
+                    tonic::transport::Endpoint::from_shared(endpoint.to_owned())?.connect_lazy();
+                Exporter::Grpc {
+                    traces: TraceServiceClient::new(channel.clone()),
+                    logs: LogsServiceClient::new(channel.clone()),
+                    metrics: MetricsServiceClient::new(channel),
+                }
+            }
+            Protocol::Http => Exporter::Http {
+                client: hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http(),
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+            },
+        })
+    }
+
+    async fn traces(&mut self, request: ExportTraceServiceRequest) -> anyhow::Result<()> {
+        match self {
+            Exporter::Grpc { traces, .. } => drop(traces.export(request).await?),
+            Exporter::Http { .. } => self.post("/v1/traces", request.encode_to_vec()).await?,
+        }
+        Ok(())
+    }
+
+    async fn logs(&mut self, request: ExportLogsServiceRequest) -> anyhow::Result<()> {
+        match self {
+            Exporter::Grpc { logs, .. } => drop(logs.export(request).await?),
+            Exporter::Http { .. } => self.post("/v1/logs", request.encode_to_vec()).await?,
+        }
+        Ok(())
+    }
+
+    async fn metrics(&mut self, request: ExportMetricsServiceRequest) -> anyhow::Result<()> {
+        match self {
+            Exporter::Grpc { metrics, .. } => drop(metrics.export(request).await?),
+            Exporter::Http { .. } => self.post("/v1/metrics", request.encode_to_vec()).await?,
+        }
+        Ok(())
+    }
+
+    /// An OTLP/HTTP export: a protobuf body, 2xx or an error with the server's answer.
+    async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        let Exporter::Http { client, endpoint } = self else {
+            unreachable!("post is the HTTP exporter's")
+        };
+        let request = axum::http::Request::post(format!("{endpoint}{path}"))
+            .header("content-type", "application/x-protobuf")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let response = client.request(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map(|body| String::from_utf8_lossy(&body.to_bytes()).into_owned())
+                .unwrap_or_default();
+            anyhow::bail!("HTTP {status}: {body}");
+        }
+        Ok(())
+    }
 }
 
 const SERVICES: [&str; 6] = [
@@ -742,14 +851,11 @@ fn metrics_request(telemetry: &Telemetry, start: u64, now: u64) -> ExportMetrics
     }
 }
 
-/// Sends demo traffic to the OTLP/gRPC `endpoint` (e.g. `http://127.0.0.1:4317`) until stopped
-/// or `args.seconds` have passed.
-pub async fn run(endpoint: String, args: DemoArgs) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?.connect_lazy();
-    let mut traces = TraceServiceClient::new(channel.clone());
-    let mut logs = LogsServiceClient::new(channel.clone());
-    let mut metrics = MetricsServiceClient::new(channel);
-    info!(%endpoint, rate = args.rate, seed = args.seed, "demo traffic started");
+/// Sends demo traffic to `endpoint` (e.g. `http://127.0.0.1:4317` for gRPC,
+/// `http://127.0.0.1:4318` for HTTP) until stopped or `args.seconds` have passed.
+pub async fn run(endpoint: String, protocol: Protocol, args: DemoArgs) -> anyhow::Result<()> {
+    let mut exporter = Exporter::new(protocol, &endpoint)?;
+    info!(%endpoint, ?protocol, rate = args.rate, seed = args.seed, "demo traffic started");
     let mut shop = Shop {
         rng: Rng(args.seed),
         telemetry: Telemetry {
@@ -794,7 +900,7 @@ pub async fn run(endpoint: String, args: DemoArgs) -> anyhow::Result<()> {
                     })
                     .collect(),
             };
-            if let Err(err) = traces.export(request).await {
+            if let Err(err) = exporter.traces(request).await {
                 warn!(error = %err, "demo: span export failed");
             }
             let request = ExportLogsServiceRequest {
@@ -811,14 +917,14 @@ pub async fn run(endpoint: String, args: DemoArgs) -> anyhow::Result<()> {
                     })
                     .collect(),
             };
-            if let Err(err) = logs.export(request).await {
+            if let Err(err) = exporter.logs(request).await {
                 warn!(error = %err, "demo: log export failed");
             }
         }
         if last_metrics.elapsed() >= Duration::from_secs(5) || done {
             last_metrics = std::time::Instant::now();
             let request = metrics_request(&shop.telemetry, metrics_start, now_nanos());
-            if let Err(err) = metrics.export(request).await {
+            if let Err(err) = exporter.metrics(request).await {
                 warn!(error = %err, "demo: metric export failed");
             }
         }

@@ -25,11 +25,15 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Send the demo shop's telemetry to any OTLP/gRPC endpoint instead of running a server.
+    /// Send the demo shop's telemetry to any OTLP endpoint instead of running a server
+    /// (`--rate`, `--seed`, `--seconds` as `--demo-*`).
     Loadgen {
-        /// OTLP/gRPC endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:4317")]
-        endpoint: String,
+        /// OTLP endpoint; default `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318`
+        /// (HTTP).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, value_enum, default_value = "grpc")]
+        protocol: demo::Protocol,
     },
 }
 
@@ -46,10 +50,17 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline")
         .build()?;
-    if let Some(Command::Loadgen { endpoint }) = cli.command {
+    if let Some(Command::Loadgen { endpoint, protocol }) = cli.command {
+        let endpoint = endpoint.unwrap_or_else(|| {
+            match protocol {
+                demo::Protocol::Grpc => "http://127.0.0.1:4317",
+                demo::Protocol::Http => "http://127.0.0.1:4318",
+            }
+            .to_owned()
+        });
         return runtime.block_on(async {
             tokio::select! {
-                result = demo::run(endpoint, cli.demo_args) => result,
+                result = demo::run(endpoint, protocol, cli.demo_args) => result,
                 () = server::shutdown_signal() => Ok(()),
             }
         });
@@ -63,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             if demo_on {
                 let endpoint = format!("http://{}", addrs.grpc);
                 tokio::spawn(async move {
-                    if let Err(err) = demo::run(endpoint, demo_args).await {
+                    if let Err(err) = demo::run(endpoint, demo::Protocol::Grpc, demo_args).await {
                         tracing::error!(error = %err, "demo traffic failed");
                     }
                 });

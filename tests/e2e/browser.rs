@@ -218,9 +218,36 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A test that finished called `close`, which ended Chromium; after a panic, chromedriver
-        // goes and Chromium follows when its pipe to chromedriver closes.
+        // A test that finished called `close`, which ended Chromium. After a panic, Chromium
+        // (chromedriver's child) is killed first: it would outlive chromedriver otherwise.
+        for pid in children_of(self.driver.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// The processes whose parent is `parent`, from `/proc/<pid>/stat`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the parenthesised name: state, then the parent's pid.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }

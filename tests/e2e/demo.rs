@@ -80,3 +80,57 @@ async fn demo_mode_fills_traces_logs_metrics_and_the_service_map() {
         "the broker is a node: {graph}"
     );
 }
+
+/// `sightline loadgen --protocol http`: the same generator over OTLP/HTTP (protobuf) to another
+/// server; spans, logs and metrics all arrive, and it stops after `--seconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_sends_traces_logs_and_metrics_over_otlp_http() {
+    let server = Server::start(&[]);
+    let status = tokio::task::spawn_blocking({
+        let endpoint = server.http_url("");
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+                .args(["loadgen", "--protocol", "http", "--endpoint", &endpoint])
+                .args(["--rate", "20", "--seconds", "3", "--seed", "7"])
+                .env("SIGHTLINE_LOG", "warn")
+                .status()
+                .expect("run sightline loadgen")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "loadgen exited with {status}");
+    let (_, services) = get_json(&server.query_url("/api/services")).await;
+    assert_eq!(
+        services["data"].as_array().map_or(0, Vec::len),
+        6,
+        "{services}"
+    );
+    until("correlated logs", || async {
+        let (_, body) =
+            get_json(&server.query_url("/api/v1/logs?query=correlationId:*&limit=1")).await;
+        body["data"].get(0).cloned()
+    })
+    .await;
+    let (_, body) = get_json(
+        &server.query_url("/prometheus/api/v1/query?query=http_request_duration_seconds_count"),
+    )
+    .await;
+    assert!(
+        !body["data"]["result"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    // Nothing was refused.
+    let metrics = reqwest::get(server.query_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("sightline_ingest_requests_refused_total{"))
+        .filter(|line| !line.ends_with(" 0"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
