@@ -41,6 +41,7 @@ pub struct DemoArgs {
     #[arg(
         long = "demo-rate",
         visible_alias = "rate",
+        global = true,
         env = "SIGHTLINE_DEMO_RATE",
         default_value_t = 5.0
     )]
@@ -49,6 +50,7 @@ pub struct DemoArgs {
     #[arg(
         long = "demo-seed",
         visible_alias = "seed",
+        global = true,
         env = "SIGHTLINE_DEMO_SEED",
         default_value_t = 42
     )]
@@ -57,6 +59,7 @@ pub struct DemoArgs {
     #[arg(
         long = "demo-seconds",
         visible_alias = "seconds",
+        global = true,
         env = "SIGHTLINE_DEMO_SECONDS"
     )]
     pub seconds: Option<u64>,
