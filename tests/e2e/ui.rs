@@ -598,3 +598,48 @@ async fn a_fifty_service_map_is_drawn_without_overlaps() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_files_and_api_404s_are_served_apart() {
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    // Any browser path is the page (its script routes on the URL).
+    for path in [
+        "/",
+        "/search?service=x",
+        "/trace/0123456789abcdef0123456789abcdef",
+    ] {
+        let response = client.get(server.query_url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(response.text().await.unwrap().contains("/static/app.js"));
+    }
+    // Files, revalidated by ETag.
+    let response = client
+        .get(server.query_url("/static/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let etag = response.headers()["etag"].clone();
+    let again = client
+        .get(server.query_url("/static/app.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // A missing file and an unknown API path are JSON 404s, never the page.
+    for path in ["/static/nope.js", "/api/nope", "/prometheus/api/v1/nope"] {
+        let (status, body) = get_json(&server.query_url(path)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+}
