@@ -451,7 +451,8 @@ function drawScatter(box, traces) {
   for (let k = 0; k <= 4; k++) {
     const ms = t0 + ((t1 - t0) * k) / 4;
     axes.push(svg('text', { x: x(ms), y: height - 6, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle' },
-      fmtTime(ms).slice(11, 19)));
+      // HH:MM:SS, with milliseconds when the whole axis spans less than 5 s.
+      fmtTime(ms).slice(11, t1 - t0 < 5000 ? 23 : 19)));
   }
   const dots = traces.map((t) => {
     const errors = t.errorSpanCount ? `, ${t.errorSpanCount} errors` : '';
