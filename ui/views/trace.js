@@ -11,15 +11,17 @@
 import { setParams } from '../app.js';
 import {
   h, getJSON, showLoading, showError, showEmpty, fmtDuration, fmtTime, fmtAgo, serviceColor,
-  serviceChip, copyText, debounce, nsToMs,
+  serviceChip, copyText, debounce,
 } from '../util.js';
+import {
+  buildModel, applyAnalysis, selfSegments, anyValue, valueText, recordAttributeKeys, skewText,
+} from './trace/model.js';
+import { renderDetail, fillLogs } from './trace/detail.js';
 
 const ROW_HEIGHT = 24;
 const OVERSCAN = 20;
 const MAX_TICKS_PER_BAR = 40; // events and self-time segments drawn per bar
 const RAW_JSON_PREVIEW_CHARS = 2_000_000; // beyond this the <pre> shows a preview; download has all
-const SPAN_KINDS = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'];
-const STATUS = ['unset', 'ok', 'error'];
 
 export async function render(root, { params, match, signal }) {
   const traceId = match[1].toLowerCase();
@@ -55,192 +57,6 @@ function showNotFound(view, traceId) {
     h('strong', {}, 'Trace not found. '),
     `No trace ${traceId} is stored: it may not have arrived yet, or retention removed it. `,
     h('a', { href: '/search' }, 'Search traces'), '.'));
-}
-
-// ---- the model --------------------------------------------------------------------------
-
-/**
- * Unix nanoseconds (decimal text) as [seconds, nanoseconds]: exact, where Number(text) would
- * round to 256 ns.
- */
-function splitNanos(text) {
-  const s = String(text ?? '0');
-  return s.length > 9 ? [Number(s.slice(0, -9)), Number(s.slice(-9))] : [0, Number(s)];
-}
-
-/** Flattens OTLP/JSON resourceSpans into spans with times relative to the trace start. */
-function buildModel(trace) {
-  const spans = [];
-  for (const rs of trace.resourceSpans ?? []) {
-    const resource = rs.resource ?? {};
-    const service = attrText(resource.attributes, 'service.name') ?? 'unknown_service';
-    for (const ss of rs.scopeSpans ?? []) {
-      for (const raw of ss.spans ?? []) {
-        spans.push({
-          raw, resource, scope: ss.scope, service,
-          id: raw.spanId ?? '', parentId: raw.parentSpanId ?? '', name: raw.name ?? '',
-          error: raw.status?.code === 2 || raw.status?.code === 'STATUS_CODE_ERROR',
-          start: 0, end: 0, depth: 0, parent: -1, children: null,
-          critical: null, onErrorPath: false, skew: null, searchText: null,
-        });
-      }
-    }
-  }
-  let [baseSec, baseNs] = [Infinity, 0];
-  for (const span of spans) {
-    const [sec, ns] = splitNanos(span.raw.startTimeUnixNano);
-    if (sec < baseSec || (sec === baseSec && ns < baseNs)) [baseSec, baseNs] = [sec, ns];
-  }
-  const rel = (text) => {
-    const [sec, ns] = splitNanos(text);
-    return (sec - baseSec) * 1e9 + (ns - baseNs);
-  };
-  const byId = new Map();
-  let endMax = 0;
-  spans.forEach((span, i) => {
-    span.start = rel(span.raw.startTimeUnixNano);
-    span.end = Math.max(span.start, rel(span.raw.endTimeUnixNano));
-    endMax = Math.max(endMax, span.end);
-    if (!byId.has(span.id)) byId.set(span.id, i);
-  });
-
-  const roots = [];
-  const byStart = (a, b) => spans[a].start - spans[b].start || a - b;
-  spans.forEach((span, i) => {
-    const parent = span.parentId && span.parentId !== span.id ? byId.get(span.parentId) : undefined;
-    if (parent === undefined || parent === i) {
-      roots.push(i);
-    } else {
-      span.parent = parent;
-      (spans[parent].children ??= []).push(i);
-    }
-  });
-  for (const span of spans) span.children?.sort(byStart);
-  roots.sort(byStart);
-
-  // Depth-first order with an explicit stack: a chain of 50,000 spans must not overflow.
-  // Spans in a parent cycle are unreachable from the roots; they are made roots afterwards.
-  const seen = new Uint8Array(spans.length);
-  let maxDepth = 0;
-  const walk = (root) => {
-    const stack = [root];
-    spans[root].depth = 0;
-    while (stack.length) {
-      const i = stack.pop();
-      if (seen[i]) continue;
-      seen[i] = 1;
-      const span = spans[i];
-      maxDepth = Math.max(maxDepth, span.depth);
-      const kids = span.children;
-      if (kids) {
-        for (let k = kids.length - 1; k >= 0; k--) {
-          spans[kids[k]].depth = span.depth + 1;
-          stack.push(kids[k]);
-        }
-      }
-    }
-  };
-  roots.forEach(walk);
-  for (let i = 0; i < spans.length; i++) {
-    if (seen[i]) continue;
-    const p = spans[i].parent;
-    if (p >= 0) spans[p].children = spans[p].children.filter((c) => c !== i);
-    spans[i].parent = -1;
-    roots.push(i);
-    walk(i);
-  }
-
-  const services = new Map();
-  let errors = 0;
-  for (const span of spans) {
-    const entry = services.get(span.service) ?? { spans: 0, errors: 0 };
-    entry.spans += 1;
-    if (span.error) { entry.errors += 1; errors += 1; }
-    services.set(span.service, entry);
-  }
-  return {
-    spans, roots, byId, services, errors, maxDepth, duration: endMax,
-    startSec: baseSec, startNs: baseNs, rel,
-  };
-}
-
-/** Copies critical path segments, the error path and clock skew onto the spans. */
-function applyAnalysis(model, analysis) {
-  const { spans, byId, rel } = model;
-  for (const seg of analysis.criticalPath ?? []) {
-    const span = spans[byId.get(seg.spanId)];
-    if (span) (span.critical ??= []).push([rel(seg.startUnixNano), rel(seg.endUnixNano)]);
-  }
-  for (const step of analysis.errorPath ?? []) {
-    const span = spans[byId.get(step.spanId)];
-    if (span) span.onErrorPath = true;
-  }
-  for (const w of analysis.warnings ?? []) {
-    const span = spans[byId.get(w.spanId)];
-    if (w.type === 'clock_skew' && span) {
-      span.skew = { ...w, adjustedStart: rel(w.adjustedStartUnixNano) };
-    }
-  }
-}
-
-/** The parts of a span not covered by its children: its self time, as [from, to] pairs. */
-function selfSegments(model, span) {
-  if (span.selfSegments) return span.selfSegments;
-  const out = [];
-  let cursor = span.start;
-  for (const c of span.children ?? []) {
-    const child = model.spans[c];
-    // Clamped: a child outside its parent (clock skew) covers none of it.
-    const from = Math.min(Math.max(child.start, span.start), span.end);
-    const to = Math.max(Math.min(child.end, span.end), span.start);
-    if (from > cursor) out.push([cursor, from]);
-    cursor = Math.max(cursor, to);
-  }
-  if (cursor < span.end) out.push([cursor, span.end]);
-  span.selfSegments = out;
-  return out;
-}
-
-function selfNanosOf(model, span) {
-  return selfSegments(model, span).reduce((sum, [a, b]) => sum + b - a, 0);
-}
-
-// ---- OTLP values ------------------------------------------------------------------------
-
-function anyValue(v) {
-  if (!v) return null;
-  if ('stringValue' in v) return v.stringValue;
-  if ('intValue' in v) return Number.isSafeInteger(Number(v.intValue)) ? Number(v.intValue) : String(v.intValue);
-  if ('doubleValue' in v) return v.doubleValue;
-  if ('boolValue' in v) return v.boolValue;
-  if ('bytesValue' in v) return v.bytesValue;
-  if ('arrayValue' in v) return (v.arrayValue?.values ?? []).map(anyValue);
-  if ('kvlistValue' in v) return Object.fromEntries((v.kvlistValue?.values ?? []).map((kv) => [kv.key, anyValue(kv.value)]));
-  return null;
-}
-
-function valueText(value) {
-  return typeof value === 'string' ? value : JSON.stringify(value);
-}
-
-function attrText(attributes, key) {
-  const found = (attributes ?? []).find((kv) => kv.key === key);
-  return found ? valueText(anyValue(found.value)) : null;
-}
-
-/** A logfmt value as the search form reads it. */
-function logfmtValue(text) {
-  return /^[^\s"=]+$/.test(text) ? text : `"${text.replace(/["\\]/g, '\\$&')}"`;
-}
-
-/** Remembers attribute keys seen, for the search form's autocomplete (bounded). */
-function recordAttributeKeys(model) {
-  const keys = new Set(JSON.parse(localStorage.getItem('sightline.attrKeys') || '[]'));
-  const limit = Math.min(model.spans.length, 500); // a sample is enough, and cheap
-  for (let i = 0; i < limit; i++) {
-    for (const kv of model.spans[i].raw.attributes ?? []) keys.add(kv.key);
-  }
-  localStorage.setItem('sightline.attrKeys', JSON.stringify([...keys].slice(-300)));
 }
 
 // ---- the view ---------------------------------------------------------------------------
@@ -892,95 +708,9 @@ function descendants(model, span) {
   return count;
 }
 
-function skewText(span) {
-  const { skew } = span;
-  return `Clock skew: this span lies outside its parent (starts ${fmtDuration(skew.startsBeforeParentNanos)} before it, `
-    + `ends ${fmtDuration(skew.endsAfterParentNanos)} after it). Raw start +${fmtDuration(span.start)}, `
-    + `adjusted start +${fmtDuration(skew.adjustedStart)}.`;
-}
 
 function searchTextOf(span) {
   const parts = [span.name, span.service, span.id];
   for (const kv of span.raw.attributes ?? []) parts.push(`${kv.key}=${valueText(anyValue(kv.value))}`);
   return parts.join('\n').toLowerCase();
-}
-
-// ---- span detail ------------------------------------------------------------------------
-
-function renderDetail(model, span, { close, goTo }) {
-  const { raw } = span;
-  const status = STATUS[raw.status?.code ?? 0] ?? String(raw.status?.code);
-  const searchLink = (key, value) => h('a', {
-    class: 'tv-attr-search', title: 'Search traces with this attribute',
-    href: `/search?${new URLSearchParams({ service: span.service, tags: `${key}=${logfmtValue(valueText(value))}` })}`,
-  }, '⌕');
-  const kvTable = (attributes, withSearch, testid) => (attributes?.length
-    ? h('table', { class: 'kv', 'data-testid': testid },
-      h('tbody', {}, attributes.map((kv) => {
-        const value = anyValue(kv.value);
-        return h('tr', {}, h('td', {}, kv.key), h('td', {}, valueText(value), withSearch ? searchLink(kv.key, value) : null));
-      })))
-    : h('p', { class: 'muted', 'data-testid': testid }, 'none'));
-  const parent = span.parent >= 0 ? model.spans[span.parent] : null;
-  return [
-    h('div', { class: 'tv-detail-head' },
-      h('h2', {}, span.name),
-      h('button', { type: 'button', class: 'tv-close', 'aria-label': 'Close span detail', onclick: close }, '×')),
-    h('table', { class: 'kv' }, h('tbody', {},
-      kvRow('Service', serviceChip(span.service)),
-      kvRow('Duration', fmtDuration(span.end - span.start)),
-      kvRow('Start', `+${fmtDuration(span.start)}`),
-      kvRow('Self time', fmtDuration(selfNanosOf(model, span))),
-      kvRow('Kind', SPAN_KINDS[raw.kind ?? 0] ?? String(raw.kind)),
-      kvRow('Status', h('span', { class: span.error ? 'error-text' : '' }, status, raw.status?.message ? `: ${raw.status.message}` : '')),
-      kvRow('Span id', span.id),
-      kvRow('Parent', parent
-        ? h('button', { type: 'button', class: 'tv-linkish', onclick: () => goTo(span.parent) }, `${parent.service}: ${parent.name}`)
-        : span.parentId ? `${span.parentId} (not in this trace)` : 'none (root)'),
-      span.skew ? kvRow('Clock skew', h('span', { class: 'tv-skew' }, skewText(span))) : null,
-      kvRow('Scope', [span.scope?.name, span.scope?.version].filter(Boolean).join(' ') || '–'))),
-    h('h3', {}, 'Attributes'),
-    kvTable(raw.attributes, true, 'span-attributes'),
-    h('h3', {}, 'Resource'),
-    kvTable(span.resource.attributes, false, 'span-resource'),
-    h('h3', {}, `Events (${raw.events?.length ?? 0})`),
-    (raw.events ?? []).length ? h('ul', { class: 'tv-events' }, raw.events.map((ev) => {
-      const t = model.rel(ev.timeUnixNano);
-      return h('li', {},
-        h('div', {}, h('strong', {}, ev.name), ' ',
-          h('span', { class: 'muted' }, `+${fmtDuration(t - span.start)} in the span, +${fmtDuration(t)} in the trace`)),
-        ev.attributes?.length ? kvTable(ev.attributes, false) : null);
-    })) : h('p', { class: 'muted' }, 'none'),
-    h('h3', {}, `Links (${raw.links?.length ?? 0})`),
-    (raw.links ?? []).length ? h('ul', { class: 'tv-links' }, raw.links.map((link) => h('li', {},
-      h('a', { href: `/trace/${link.traceId}?uiFind=${link.spanId}` }, `${link.traceId} / ${link.spanId}`),
-      link.attributes?.length ? kvTable(link.attributes, false) : null))) : h('p', { class: 'muted' }, 'none'),
-    h('h3', {}, 'Logs'),
-    h('div', { 'data-testid': 'span-logs', class: 'tv-logs' }, h('p', { class: 'muted', 'data-testid': 'loading' }, 'Loading logs…')),
-  ];
-}
-
-function kvRow(key, value) {
-  return h('tr', {}, h('td', {}, key), h('td', {}, value));
-}
-
-function fillLogs(box, answer, span, traceId) {
-  const mine = (answer.data ?? []).filter((log) => log.spanId === span.id);
-  const all = answer.data?.length ?? 0;
-  const query = (q) => `/logs?query=${encodeURIComponent(q)}`;
-  const links = h('p', { class: 'muted' },
-    h('a', { href: query(`trace_id:${traceId} AND span_id:${span.id}`) }, 'Open in logs'),
-    ` · ${all} log${all === 1 ? '' : 's'} in the whole trace: `,
-    h('a', { href: query(`trace_id:${traceId}`) }, 'all logs of the trace'));
-  if (!mine.length) {
-    box.replaceChildren(h('p', { class: 'muted', 'data-testid': 'empty' }, 'No logs for this span.'), links);
-    return;
-  }
-  box.replaceChildren(h('ul', { class: 'tv-loglist' }, mine.map((log) => {
-    const ms = nsToMs(log.timeUnixNano && log.timeUnixNano !== '0' ? log.timeUnixNano : log.observedTimeUnixNano);
-    return h('li', { 'data-testid': 'span-log', class: `sev-${log.severity.toLowerCase()}` },
-      h('span', { class: 'mono muted' }, fmtTime(ms).slice(11)),
-      h('span', { class: 'badge tv-sev' }, log.severityText || log.severity),
-      h('span', { class: 'tv-logbody' }, typeof log.body === 'string' ? log.body : JSON.stringify(log.body)));
-  })), ...(answer.warnings ?? []).map((w) => h('p', { class: 'muted' }, w)), links);
 }
