@@ -166,6 +166,16 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching the CSS selector, waiting for it up to 10 s.
+    pub async fn text(&self, css: &str) -> String {
+        self.wait(css).await.text().await.unwrap()
+    }
+
+    /// Clicks the first element matching the CSS selector, waiting for it up to 10 s.
+    pub async fn click(&self, css: &str) {
+        self.wait(css).await.click().await.unwrap();
+    }
+
     /// Every element matching the CSS selector, now.
     pub async fn all(&self, css: &str) -> Vec<Element> {
         self.client.find_all(Locator::Css(css)).await.unwrap()

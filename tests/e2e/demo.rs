@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{get_json, Server};
+use crate::support::{get_json, metrics_text, Server};
 
 async fn until<F: std::future::Future<Output = Option<Value>>>(
     what: &str,
@@ -121,12 +121,7 @@ async fn loadgen_sends_traces_logs_and_metrics_over_otlp_http() {
         "{body}"
     );
     // Nothing was refused.
-    let metrics = reqwest::get(server.query_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     let refused: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("sightline_ingest_requests_refused_total{"))

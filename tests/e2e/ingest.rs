@@ -12,7 +12,7 @@ use sightline_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use tonic::codec::CompressionEncoding;
 
 use crate::otlp::{encode, gzip, request, span, trace_id, trace_request, zstd};
-use crate::support::{get_json, hex, wait_for_trace, Server};
+use crate::support::{get_json, hex, metrics_text, wait_for_trace, Server};
 
 /// google.rpc.Status, the error body of OTLP/HTTP.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -420,15 +420,7 @@ async fn malformed_bodies_answer_400_with_a_status_message() {
     .await;
     assert_eq!(response.status(), 200);
 
-    let (_, metrics) = (
-        0,
-        reqwest::get(server.query_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = metrics_text(&server).await;
     assert!(metrics.contains(r#"sightline_ingest_requests_refused_total{reason="malformed",signal="traces",transport="http"} 4"#), "{metrics}");
 }
 
@@ -599,12 +591,7 @@ async fn overload_is_refused_retryably_and_accepted_spans_are_kept() {
     for trace in accepted {
         wait_for_trace(&server, &hex(&trace), 512, Duration::from_secs(5)).await;
     }
-    let metrics = reqwest::get(server.query_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(metrics.contains(r#"reason="overloaded""#), "{metrics}");
 }
 
@@ -672,12 +659,7 @@ async fn query_errors_health_and_metrics() {
         .await
         .unwrap();
     wait_for_trace(&server, &hex(&trace), 4, Duration::from_secs(2)).await;
-    let metrics = reqwest::get(server.query_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     for expected in [
         r#"sightline_ingest_records_received_total{signal="traces",transport="grpc"} 4"#,
         r#"sightline_ingest_records_accepted_total{signal="traces",transport="grpc"} 4"#,

@@ -210,15 +210,20 @@ pub async fn wait_for_trace(
     }
 }
 
+/// The server's `/metrics`, as Prometheus' text format.
+pub async fn metrics_text(server: &Server) -> String {
+    reqwest::get(server.query_url("/metrics"))
+        .await
+        .unwrap_or_else(|err| panic!("GET /metrics: {err}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of a series in the server's `/metrics`, named as it is printed there
 /// (`name` or `name{label="value"}`).
 pub async fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest::get(server.query_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(server).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))

@@ -1313,10 +1313,7 @@ fn thread_cpu_seconds(pid: u32) -> anyhow::Result<std::collections::BTreeMap<Str
         } else {
             name.to_owned()
         };
-        let after_name = stat.rsplit_once(')').context("bad /proc stat")?.1;
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        *threads.entry(name).or_insert(0.0) += ticks / 100.0;
+        *threads.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat)?;
     }
     Ok(threads)
 }
@@ -1384,7 +1381,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// User + system CPU seconds of a process, from /proc/<pid>/stat.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User plus system CPU seconds of a `/proc/.../stat` line (a process's or a thread's).
+fn stat_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
     let after_name = stat.rsplit_once(')').context("bad /proc stat")?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 and 15 of stat(5); after the name, state is index 0, so utime is 11, stime 12.
