@@ -10,6 +10,7 @@
 //! - [`log_store`]: the tantivy log index: severity, body text, attributes, correlation ids.
 //! - [`metric_store`]: Prometheus-style series in memory, in Gorilla-compressed chunks.
 //! - [`span_metrics`]: RED metrics and service-graph edges derived from spans at ingest.
+//! - [`service_graph`]: the dependency graph as per-minute rollups built at ingest, on disk.
 //! - [`retention`]: deleting records by age and to stay within the disk budget.
 //! - [`error`]: request failures and their gRPC codes and HTTP statuses, in one place.
 //! - [`metrics`]: Sightline's own ingest metrics.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
 pub mod retention;
+pub mod service_graph;
 pub mod span_metrics;
 pub mod span_store;
 pub mod wal;

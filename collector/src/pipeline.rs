@@ -43,6 +43,7 @@ use crate::log_store::{LogEncoder, LogStore};
 use crate::metric_store::MetricStore;
 use crate::metrics::IngestMetrics;
 use crate::retention::{Retention, RetentionSettings};
+use crate::service_graph::ServiceGraph;
 use crate::span_metrics::SpanMetrics;
 use crate::span_store::{SpanFields, SpanStore};
 use crate::wal::{self, RecordKind, WalError, WalSegments, WalWriter};
@@ -254,7 +255,7 @@ struct IngesterInner {
     logs_tx: SyncSender<WalCommand<Vec<TantivyDocument>>>,
     metrics_tx: SyncSender<WalCommand<Translated>>,
     translate: TranslateSettings,
-    span_metrics: Arc<SpanMetrics>,
+    observers: SpanObservers,
     span_fields: SpanFields,
     log_encoder: LogEncoder,
     metrics: IngestMetrics,
@@ -271,14 +272,15 @@ impl Ingester {
         transport: Transport,
     ) -> Result<Rejected, IngestError> {
         let fields = self.inner.span_fields;
-        let span_metrics = self.inner.span_metrics.clone();
+        let observers = self.inner.observers.clone();
         self.export(Signal::Traces, encoded_bytes, transport, move || {
             let received = count_spans(&request);
             let rejected = validate_trace_request(&mut request);
             let batch = fields.batch(&request);
             // Counted now, refused or not: a refused export is retried and counted again, which
             // over-counts a little under overload rather than losing spans that were stored.
-            span_metrics.observe(&request);
+            observers.metrics.observe(&request);
+            observers.graph.observe(&request);
             (received, rejected, batch)
         })
         .await
@@ -441,8 +443,15 @@ pub struct MetricLane {
     pub wal_dir: PathBuf,
     pub store: MetricStore,
     pub translate: TranslateSettings,
-    /// Fed by the trace path; flushed into `store` by the caller.
-    pub span_metrics: Arc<SpanMetrics>,
+}
+
+/// What is derived from spans as they are acknowledged.
+#[derive(Clone)]
+pub struct SpanObservers {
+    /// RED and service-graph series; flushed into the metric store by the caller.
+    pub metrics: Arc<SpanMetrics>,
+    /// The dependency graph's rollups; flushed to disk by the caller.
+    pub graph: Arc<ServiceGraph>,
 }
 
 fn now_ms() -> i64 {
@@ -461,7 +470,6 @@ fn start_metric_lane(
         wal_dir,
         store,
         translate: translate_settings,
-        span_metrics: _,
     } = lane;
     let label = Signal::Metrics.label();
     for name in [
@@ -604,6 +612,7 @@ impl Pipeline {
         span_fields: SpanFields,
         log_encoder: LogEncoder,
         metric_lane: MetricLane,
+        observers: SpanObservers,
         settings: &PipelineSettings,
         retention: Retention,
         metrics: IngestMetrics,
@@ -614,7 +623,6 @@ impl Pipeline {
             running.push(start_lane(lane, settings, &budget, &retention, &metrics)?);
         }
         let translate = metric_lane.translate.clone();
-        let span_metrics = metric_lane.span_metrics.clone();
         let metrics_lane = start_metric_lane(metric_lane, settings, &metrics)?;
         let ingester = Ingester {
             inner: Arc::new(IngesterInner {
@@ -624,7 +632,7 @@ impl Pipeline {
                 logs_tx: running[1].tx.clone(),
                 metrics_tx: metrics_lane.0.clone(),
                 translate,
-                span_metrics,
+                observers,
                 span_fields,
                 log_encoder,
                 metrics,

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use sightline_collector::pipeline::MetricLane;
+use sightline_collector::pipeline::{MetricLane, SpanObservers};
 use sightline_collector::pipeline::{LOG_INDEX_DIR, SPAN_INDEX_DIR};
 use sightline_collector::receiver::{grpc, http};
 use sightline_collector::retention::Retention;
+use sightline_collector::service_graph::{self, ServiceGraph};
 use sightline_collector::span_metrics::SpanMetrics;
 use sightline_collector::{IngestMetrics, Lane, LogStore, MetricStore, Pipeline, SpanStore};
 use tokio::net::TcpListener;
@@ -17,6 +18,10 @@ use tracing::info;
 
 use crate::api::params::now_nanos;
 use crate::api::{self, AppState};
+use crate::engine::dependencies;
+
+/// The service graph's rollups, in the data directory.
+const SERVICE_GRAPH_DIR: &str = "service-graph";
 
 /// How often span-derived metrics are written to the metric store.
 const SPAN_METRICS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
@@ -76,6 +81,12 @@ pub async fn run_with(
     )
     .with_context(|| format!("cannot open the log index in {}", config.data_dir.display()))?;
     let metric_store = MetricStore::new(config.metric_settings());
+    let pipeline_settings = config.pipeline_settings();
+    let graph_dir = config.data_dir.join(SERVICE_GRAPH_DIR);
+    let service_graph = Arc::new(
+        ServiceGraph::open(&graph_dir, pipeline_settings.retention.max_age)
+            .with_context(|| format!("cannot open the service graph in {}", graph_dir.display()))?,
+    );
     let (span_commits, _) = watch::channel(0);
     let (log_commits, log_commits_rx) = watch::channel(0);
     let ready = Arc::new(AtomicBool::new(false));
@@ -92,6 +103,7 @@ pub async fn run_with(
         spans: spans.clone(),
         logs: logs.clone(),
         metrics: metric_store.clone(),
+        service_graph: service_graph.clone(),
         log_commits: log_commits_rx,
         ready: ready.clone(),
         registry,
@@ -103,7 +115,6 @@ pub async fn run_with(
             .into_future(),
     );
 
-    let pipeline_settings = config.pipeline_settings();
     let retention = Retention::new(
         pipeline_settings.retention.clone(),
         config.data_dir.clone(),
@@ -116,33 +127,48 @@ pub async fn run_with(
         wal_dir: config.data_dir.join("metrics-wal"),
         store: metric_store.clone(),
         translate: config.translate_settings(),
-        span_metrics: span_metrics.clone(),
     };
+    let observers = SpanObservers {
+        metrics: span_metrics.clone(),
+        graph: service_graph.clone(),
+    };
+    let graph = service_graph.clone();
     let pipeline = tokio::task::spawn_blocking(move || {
-        Pipeline::start(
+        let pipeline = Pipeline::start(
             span_lane,
             log_lane,
             *spans.fields(),
             logs.encoder(),
             metric_lane,
+            observers,
             &pipeline_settings,
             retention,
             metrics,
         )
+        .context("cannot start the ingest pipeline")?;
+        // The replayed spans are searchable now; the graph's missing minutes come from them.
+        let started = std::time::Instant::now();
+        let read = dependencies::rebuild(&spans, &graph)
+            .context("cannot rebuild the service graph from the span index")?;
+        if read > 0 {
+            info!(spans = read, elapsed = ?started.elapsed(), "service graph rebuilt from the span index");
+        }
+        anyhow::Ok(pipeline)
     })
     .await
-    .context("replay task failed")?
-    .context("cannot start the ingest pipeline")?;
+    .context("replay task failed")??;
 
     let ingester = pipeline.ingester();
     // Span-derived metrics reach the metric store every few seconds; its retention runs every
     // minute whether or not metrics arrive.
+    let flushed_graph = service_graph.clone();
     let flusher = tokio::spawn(async move {
         let mut every = tokio::time::interval(SPAN_METRICS_FLUSH);
         let mut last_retention = std::time::Instant::now();
         loop {
             every.tick().await;
             let (span_metrics, store) = (span_metrics.clone(), metric_store.clone());
+            let graph = flushed_graph.clone();
             let retention_due = last_retention.elapsed() >= METRIC_RETENTION_INTERVAL;
             if retention_due {
                 last_retention = std::time::Instant::now();
@@ -150,6 +176,7 @@ pub async fn run_with(
             let _ = tokio::task::spawn_blocking(move || {
                 let now = (now_nanos() / 1_000_000) as i64;
                 store.ingest(span_metrics.flush(now), now);
+                service_graph::log_flush_error(graph.flush());
                 if retention_due {
                     store.apply_retention(now);
                 }
@@ -188,7 +215,12 @@ pub async fn run_with(
     grpc_server.await?.context("OTLP/gRPC server failed")?;
     http_server.await?.context("OTLP/HTTP server failed")?;
     flusher.abort();
-    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+    let graph = service_graph.clone();
+    tokio::task::spawn_blocking(move || {
+        pipeline.shutdown();
+        service_graph::log_flush_error(graph.close());
+    })
+    .await?;
     query_server.await?.context("query server failed")?;
     info!("sightline stopped");
     Ok(())

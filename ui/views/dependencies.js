@@ -290,9 +290,9 @@ export async function render(root, { params, signal }) {
   notes.replaceChildren(...(graph.warnings ?? []).map((w) =>
     h('div', { class: 'state warn-note', role: 'note' }, h('strong', {}, 'Not every span was paired: '), w)));
   if (!graph.nodes.length) {
-    if (graph.spansScanned > 0) {
+    if (graph.spans > 0) {
       showEmpty(main, 'No calls between services in this time range.',
-        `${graph.spansScanned} spans were scanned, but none calls another service or a peer. Pick a longer time range, or check that your services propagate trace context.`);
+        `${graph.spans} spans started in this range, but none calls another service or a peer. Pick a longer time range, or check that your services propagate trace context.`);
     } else {
       showEmpty(main, 'No spans in this time range.', ...noDataYet('traces'), ' Or pick a longer time range.');
     }

@@ -11,7 +11,7 @@ use sightline_proto::TraceId;
 use super::native::DEFAULT_DEPENDENCY_WINDOW_NANOS;
 use super::params::{now_nanos, parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
-use crate::engine::dependencies::{dependency_graph, DependencyQuery};
+use crate::engine::dependencies::DependencyQuery;
 use crate::engine::red::{red_series, RedQuery};
 use crate::engine::traces::{search as search_traces, TraceQuery};
 use crate::jaeger::model::{error_envelope, span_kind_name, trace_from_records, Envelope};
@@ -153,11 +153,7 @@ async fn dependencies(
         end_unix_nanos: end,
         service: None,
     };
-    let graph = blocking(move || {
-        dependency_graph(&state.spans, &query)
-            .map_err(|err| crate::engine::traces::SearchError::Index(err).into())
-    })
-    .await?;
+    let graph = blocking(move || Ok(state.service_graph.query(&query))).await?;
     let links: Vec<DependencyLink> = graph
         .edges
         .into_iter()

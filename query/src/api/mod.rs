@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
+use sightline_collector::service_graph::ServiceGraph;
 use sightline_collector::span_store::SpanStoreError;
 use sightline_collector::{LogStore, MetricStore, SpanStore};
 use tracing::error;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub spans: SpanStore,
     pub logs: LogStore,
     pub metrics: MetricStore,
+    /// The dependency graph's per-minute rollups.
+    pub service_graph: Arc<ServiceGraph>,
     /// The last write-ahead-log sequence number searchable in the log index; changes at each
     /// commit (live tail waits on it).
     pub log_commits: tokio::sync::watch::Receiver<u64>,

@@ -14,7 +14,7 @@ use super::params::{format_time, parse_trace_id, Params};
 use super::{blocking, ApiError, AppState};
 use crate::engine::analysis::TraceAnalysis;
 use crate::engine::compare::compare;
-use crate::engine::dependencies::{dependency_graph, DependencyQuery};
+use crate::engine::dependencies::DependencyQuery;
 use crate::engine::fields::FieldInfo;
 use crate::engine::partial::{select, TraceSelection};
 use crate::engine::traces::{search as search_traces, TraceKey, TraceQuery, TraceSummary};
@@ -308,16 +308,11 @@ async fn dependencies(
         end_unix_nanos: end,
         service: params.get(&["service"]).map(str::to_owned),
     };
-    let spans = state.spans.clone();
-    let graph = blocking(move || {
-        dependency_graph(&spans, &query)
-            .map_err(|err| crate::engine::traces::SearchError::Index(err).into())
-    })
-    .await?;
+    let graph = blocking(move || Ok(state.service_graph.query(&query))).await?;
     let mut warnings = Vec::new();
     if graph.unpaired_children > 0 {
         warnings.push(format!(
-            "{} spans have a parent outside the range or never received: their calls are not in the graph",
+            "{} spans have a parent that never arrived (or not within the pairing window): their calls are not in the graph",
             graph.unpaired_children
         ));
     }
@@ -345,7 +340,7 @@ async fn dependencies(
             "p95Nanos": edge.p95_nanos,
             "p99Nanos": edge.p99_nanos,
         })).collect::<Vec<_>>(),
-        "spansScanned": graph.spans_scanned,
+        "spans": graph.spans,
         "unpaired": {"children": graph.unpaired_children, "clients": graph.unpaired_clients},
         "warnings": warnings,
     })))
