@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -208,13 +208,44 @@ impl Sketch {
     }
 }
 
-/// The key of a span within the pairing state: a hash of (trace id, span id).
+/// The key of a span within the pairing state: a 64-bit mix of (trace id, span id).
 pub fn span_key(trace_id: &[u8], span_id: &[u8]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    trace_id.hash(&mut hasher);
-    span_id.hash(&mut hasher);
-    hasher.finish()
+    fn mix(mut x: u64) -> u64 {
+        // splitmix64's finalizer.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+    let mut key = 0x9e37_79b9_7f4a_7c15;
+    for chunk in trace_id.chunks(8).chain(span_id.chunks(8)) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        key = mix(key ^ u64::from_le_bytes(word));
+    }
+    key
 }
+
+/// Span keys are hashes already: the maps keyed by them use them as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
 /// What pairing needs of one span; names are interned by [`ServiceGraph::intern`].
 #[derive(Debug, Clone, Copy)]
@@ -372,8 +403,8 @@ impl Names {
 /// Spans waiting for their other side.
 #[derive(Default)]
 struct Pairing {
-    spans: HashMap<u64, Waiting>,
-    orphans: HashMap<u64, Vec<Orphan>>,
+    spans: KeyMap<Waiting>,
+    orphans: KeyMap<Vec<Orphan>>,
 }
 
 impl Pairing {
