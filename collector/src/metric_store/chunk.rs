@@ -111,9 +111,23 @@ impl Chunk {
         self.bits.bytes.len()
     }
 
-    /// Releases the spare capacity of the encoded bytes (once the chunk is full).
-    pub fn shrink_to_fit(&mut self) {
-        self.bits.bytes.shrink_to_fit();
+    /// Capacity of the encoder's buffer.
+    pub fn capacity(&self) -> usize {
+        self.bits.bytes.capacity()
+    }
+
+    /// Appends the chunk to a packed buffer (see [`packed`]) and empties it, keeping its
+    /// encoder's buffer for the next chunk.
+    pub fn seal_into(&mut self, out: &mut Vec<u8>) {
+        let bytes = &self.bits.bytes;
+        out.reserve_exact(PACKED_HEADER + bytes.len());
+        out.push(self.count as u8);
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(bytes);
+        let mut buffer = std::mem::take(&mut self.bits.bytes);
+        buffer.clear();
+        *self = Chunk::default();
+        self.bits.bytes = buffer;
     }
 
     /// Appends a sample; `t` must be after the last sample's.
@@ -218,21 +232,68 @@ impl Chunk {
 
     /// The samples, in time order.
     pub fn samples(&self) -> ChunkIter<'_> {
-        ChunkIter {
-            reader: BitReader {
-                bytes: &self.bits.bytes,
-                position: 0,
-            },
-            integers: false,
-            value_delta: 0,
-            remaining: self.count,
-            index: 0,
-            t: 0,
-            delta: 0,
-            value: 0,
-            leading: 0,
-            trailing: 0,
-        }
+        decode(&self.bits.bytes, self.count)
+    }
+}
+
+/// Bytes before each chunk in a packed buffer: its sample count (u8) and its length (u16, LE).
+pub const PACKED_HEADER: usize = 3;
+
+/// A chunk in a packed buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedChunk<'a> {
+    pub count: u16,
+    pub bytes: &'a [u8],
+    /// Offset of the byte after the chunk in the buffer.
+    pub end: usize,
+}
+
+impl<'a> PackedChunk<'a> {
+    /// The first sample's time (stored raw after the chunk's kind bit).
+    pub fn first_t(&self) -> i64 {
+        let mut reader = BitReader {
+            bytes: self.bytes,
+            position: 1,
+        };
+        reader.bits(64).unwrap_or(0) as i64
+    }
+
+    pub fn samples(&self) -> ChunkIter<'a> {
+        decode(self.bytes, self.count)
+    }
+}
+
+/// The chunks of a buffer written by [`Chunk::seal_into`], oldest first. Full chunks cost
+/// their encoded bytes and a 3-byte header, with no allocation of their own.
+pub fn packed(buffer: &[u8]) -> impl Iterator<Item = PackedChunk<'_>> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        let header = buffer.get(offset..offset + PACKED_HEADER)?;
+        let len = usize::from(u16::from_le_bytes([header[1], header[2]]));
+        let start = offset + PACKED_HEADER;
+        let bytes = buffer.get(start..start + len)?;
+        offset = start + len;
+        Some(PackedChunk {
+            count: u16::from(header[0]),
+            bytes,
+            end: offset,
+        })
+    })
+}
+
+/// Decodes the `count` samples of a chunk's bytes.
+fn decode(bytes: &[u8], count: u16) -> ChunkIter<'_> {
+    ChunkIter {
+        reader: BitReader { bytes, position: 0 },
+        integers: false,
+        value_delta: 0,
+        remaining: count,
+        index: 0,
+        t: 0,
+        delta: 0,
+        value: 0,
+        leading: 0,
+        trailing: 0,
     }
 }
 
@@ -478,5 +539,40 @@ mod tests {
             }
             round_trip(&samples);
         }
+    }
+
+    #[test]
+    fn sealed_chunks_pack_into_one_buffer_and_read_back() {
+        let mut packed_bytes = Vec::new();
+        let mut head = Chunk::default();
+        let mut expected = Vec::new();
+        for i in 0..300i64 {
+            // Whole numbers, then fractions: the kind change seals a chunk early too.
+            let value = if i < 200 { i as f64 } else { i as f64 + 0.5 };
+            if head.is_full() || !head.accepts(value) {
+                head.seal_into(&mut packed_bytes);
+            }
+            head.push(1_000 + i * 15_000, value);
+            expected.push((1_000 + i * 15_000, value));
+        }
+        let chunks: Vec<PackedChunk> = packed(&packed_bytes).collect();
+        // 120 + 80 whole numbers, then 100 fractions still in the head.
+        assert_eq!(
+            chunks.iter().map(|c| c.count).collect::<Vec<_>>(),
+            [120, 80]
+        );
+        assert_eq!(chunks[1].first_t(), 1_000 + 120 * 15_000);
+        assert_eq!(chunks[1].end, packed_bytes.len());
+        let header_bytes = 2 * PACKED_HEADER;
+        assert_eq!(
+            chunks.iter().map(|c| c.bytes.len()).sum::<usize>() + header_bytes,
+            packed_bytes.len()
+        );
+        let read: Vec<(i64, f64)> = chunks
+            .iter()
+            .flat_map(|c| c.samples())
+            .chain(head.samples())
+            .collect();
+        assert_eq!(read, expected);
     }
 }

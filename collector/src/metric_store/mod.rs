@@ -13,6 +13,8 @@
 
 pub mod chunk;
 
+use chunk::ChunkIter;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,7 +56,8 @@ pub type SelectedSeries = (Arc<Labels>, Vec<(i64, f64)>);
 
 struct SeriesData {
     labels: Arc<Labels>,
-    sealed: Vec<Chunk>,
+    /// Full chunks, packed one after the other (see [`chunk::packed`]).
+    sealed: Vec<u8>,
     head: Chunk,
     last_t: i64,
     /// Running total of a delta series.
@@ -64,19 +67,52 @@ struct SeriesData {
     exemplars: VecDeque<Exemplar>,
 }
 
+/// A chunk of a series: the time range it may hold (`first_t..=upper_t`), its samples and their
+/// number.
+struct ChunkRef<'a> {
+    first_t: i64,
+    upper_t: i64,
+    samples: ChunkIter<'a>,
+    count: u16,
+    /// For a sealed chunk, the offset after it in the packed buffer.
+    end: Option<usize>,
+}
+
 impl SeriesData {
-    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
-        self.sealed
-            .iter()
-            .chain(std::iter::once(&self.head).filter(|c| !c.is_empty()))
+    /// The chunks, oldest first. A sealed chunk's upper bound is the next chunk's first time
+    /// (exclusive), or the last sample's time for the newest.
+    fn chunks(&self) -> impl Iterator<Item = ChunkRef<'_>> {
+        let mut sealed = chunk::packed(&self.sealed).peekable();
+        let mut head = (!self.head.is_empty()).then_some(&self.head);
+        let last_t = self.last_t;
+        std::iter::from_fn(move || {
+            if let Some(chunk) = sealed.next() {
+                let upper_t = match (sealed.peek(), head) {
+                    (Some(next), _) => next.first_t() - 1,
+                    (None, Some(head)) => head.first_t() - 1,
+                    (None, None) => last_t,
+                };
+                return Some(ChunkRef {
+                    first_t: chunk.first_t(),
+                    upper_t,
+                    samples: chunk.samples(),
+                    count: chunk.count,
+                    end: Some(chunk.end),
+                });
+            }
+            head.take().map(|head| ChunkRef {
+                first_t: head.first_t(),
+                upper_t: head.last_t(),
+                samples: head.samples(),
+                count: head.len() as u16,
+                end: None,
+            })
+        })
     }
 
     fn push(&mut self, t: i64, v: f64) {
         if self.head.is_full() || !self.head.accepts(v) {
-            let mut sealed = std::mem::take(&mut self.head);
-            // The encoder's buffer grew by doubling: give back what a full chunk will not use.
-            sealed.shrink_to_fit();
-            self.sealed.push(sealed);
+            self.head.seal_into(&mut self.sealed);
         }
         self.head.push(t, v);
         self.last_t = t;
@@ -334,12 +370,12 @@ impl MetricStore {
                 let data = series.lock();
                 let mut samples = Vec::new();
                 for chunk in data.chunks() {
-                    if chunk.last_t() < start_ms || chunk.first_t() > end_ms {
+                    if chunk.upper_t < start_ms || chunk.first_t > end_ms {
                         continue;
                     }
                     samples.extend(
                         chunk
-                            .samples()
+                            .samples
                             .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
                     );
                 }
@@ -363,7 +399,7 @@ impl MetricStore {
                 let data = series.lock();
                 let in_window = data
                     .chunks()
-                    .any(|c| c.last_t() >= start_ms && c.first_t() <= end_ms);
+                    .any(|c| c.upper_t >= start_ms && c.first_t <= end_ms);
                 in_window.then(|| data.labels.clone())
             })
             .collect();
@@ -408,13 +444,18 @@ impl MetricStore {
             for (id, series) in index.series.iter().enumerate() {
                 let Some(series) = series else { continue };
                 let mut data = series.lock();
-                data.sealed.retain(|chunk| {
-                    let keep = chunk.last_t() >= oldest;
-                    if !keep {
-                        dropped += chunk.len() as u64;
-                    }
-                    keep
-                });
+                let mut cut = 0;
+                for chunk in data.chunks() {
+                    let Some(end) = chunk.end.filter(|_| chunk.upper_t < oldest) else {
+                        break;
+                    };
+                    dropped += u64::from(chunk.count);
+                    cut = end;
+                }
+                if cut > 0 {
+                    data.sealed.drain(..cut);
+                    data.sealed.shrink_to_fit();
+                }
                 if data.sealed.is_empty() && data.head.last_t() < oldest {
                     dropped += data.head.len() as u64;
                     data.head = Chunk::default();
@@ -471,28 +512,35 @@ impl MetricStore {
         let string = |s: &String| s.capacity() as u64;
         for series in index.series.iter().flatten() {
             let data = series.lock();
-            stats.series_bytes += (std::mem::size_of::<SeriesData>()
+            let samples: usize = chunk::packed(&data.sealed)
+                .map(|chunk| chunk.bytes.len())
+                .sum::<usize>()
+                + data.head.bytes();
+            stats.chunk_bytes += samples as u64;
+            // The series' Arc block (counts and the mutex around the data), the labels' Arc
+            // block, the labels, the chunk buffers' headers and spare capacity, the exemplars.
+            stats.series_bytes += (2 * std::mem::size_of::<usize>()
                 + std::mem::size_of::<Mutex<SeriesData>>()
-                + 2 * std::mem::size_of::<usize>()) as u64
-                + (data.labels.capacity() * std::mem::size_of::<(String, String)>()) as u64
+                + 2 * std::mem::size_of::<usize>()
+                + std::mem::size_of::<Labels>()
+                + data.labels.capacity() * std::mem::size_of::<(String, String)>()
+                + data.sealed.capacity()
+                + data.head.capacity()
+                - samples
+                + data.exemplars.capacity() * std::mem::size_of::<Exemplar>())
+                as u64
                 + data
                     .labels
                     .iter()
                     .map(|(k, v)| string(k) + string(v))
-                    .sum::<u64>()
-                + (data.sealed.capacity() * std::mem::size_of::<Chunk>()) as u64
-                + (data.exemplars.capacity() * std::mem::size_of::<Exemplar>()) as u64;
-            for chunk in data.chunks() {
-                stats.chunk_bytes += chunk.bytes() as u64;
-                stats.min_time_ms = Some(
-                    stats
-                        .min_time_ms
-                        .map_or(chunk.first_t(), |m| m.min(chunk.first_t())),
-                );
+                    .sum::<u64>();
+            let first = data.chunks().next().map(|chunk| chunk.first_t);
+            if let Some(first_t) = first {
+                stats.min_time_ms = Some(stats.min_time_ms.map_or(first_t, |m| m.min(first_t)));
                 stats.max_time_ms = Some(
                     stats
                         .max_time_ms
-                        .map_or(chunk.last_t(), |m| m.max(chunk.last_t())),
+                        .map_or(data.last_t, |m| m.max(data.last_t)),
                 );
             }
         }
