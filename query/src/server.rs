@@ -177,6 +177,7 @@ pub async fn run_with(
                 let now = (now_nanos() / 1_000_000) as i64;
                 store.ingest(span_metrics.flush(now), now);
                 service_graph::log_flush_error(graph.flush());
+                release_free_memory();
                 if retention_due {
                     store.apply_retention(now);
                 }
@@ -224,6 +225,17 @@ pub async fn run_with(
     query_server.await?.context("query server failed")?;
     info!("sightline stopped");
     Ok(())
+}
+
+/// Hands memory freed since the last call back to the operating system. glibc keeps what a
+/// burst of requests freed in its arenas (each thread that allocated has one), so without this
+/// the resident size stays at the burst's high-water mark long after.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; 0 keeps no padding at the top.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

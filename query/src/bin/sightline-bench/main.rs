@@ -751,6 +751,22 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         "B/series",
     );
     report.figure("server peak RSS", peak as f64 / 1024.0, "MiB");
+    // At rest: once ingest has stopped, what stays resident is what the series hold. The
+    // server hands freed memory back every few seconds.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let rss_rest = vm_kib(pid, "VmRSS:")?;
+    let besides_samples = ((rss_rest.saturating_sub(rss_before) * 1024) as f64
+        - chunk_bytes as f64)
+        / stored_series.max(1) as f64;
+    println!(
+        "memory at rest (12 s after the load): RSS {:.0} MiB; {besides_samples:.0} B/series besides the compressed samples",
+        rss_rest as f64 / 1024.0
+    );
+    report.figure(
+        "RSS at rest per series besides compressed samples",
+        besides_samples,
+        "B/series",
+    );
     if !args.no_queries {
         let end_s = now_ms as f64 / 1000.0;
         let encode = |q: &str| {
