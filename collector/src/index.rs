@@ -9,6 +9,7 @@ use tantivy::indexer::LogMergePolicy;
 use tantivy::schema::Schema;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
+use tracing::info;
 
 /// Tuning of an index writer.
 #[derive(Debug, Clone)]
@@ -28,6 +29,35 @@ impl Default for StoreSettings {
     }
 }
 
+/// An existing index whose fields are `schema`'s, by name and in order, with other options
+/// (e.g. a field indexed with positions by an earlier version): it is used as it is, since
+/// documents of the current schema fit it.
+fn existing_with_other_options(
+    directory: &MmapDirectory,
+    schema: &Schema,
+) -> tantivy::Result<Option<Index>> {
+    if !Index::exists(directory)? {
+        return Ok(None);
+    }
+    let index = Index::open(directory.clone())?;
+    let existing = index.schema();
+    if existing == *schema {
+        return Ok(None);
+    }
+    let names = |schema: &Schema| -> Vec<String> {
+        schema
+            .fields()
+            .map(|(_, entry)| entry.name().to_owned())
+            .collect()
+    };
+    if names(&existing) != names(schema) {
+        return Err(tantivy::TantivyError::SchemaError(
+            "an index exists with other fields than this version writes".into(),
+        ));
+    }
+    Ok(Some(index))
+}
+
 /// Opens (or creates) the index in `dir` with `schema`, returning it with its reader and its one
 /// writer.
 pub(crate) fn open(
@@ -44,10 +74,16 @@ pub(crate) fn open(
         ..IndexSettings::default()
     };
     let directory = MmapDirectory::open(dir)?;
-    let index = Index::builder()
-        .schema(schema)
-        .settings(index_settings)
-        .open_or_create(directory)?;
+    let index = match existing_with_other_options(&directory, &schema)? {
+        Some(index) => {
+            info!(dir = %dir.display(), "index written with other field options by an earlier version: opened as it is");
+            index
+        }
+        None => Index::builder()
+            .schema(schema)
+            .settings(index_settings)
+            .open_or_create(directory)?,
+    };
     // tantivy requires at least 15 MB of budget per thread.
     let threads = settings.writer_threads.max(1);
     let memory = settings.writer_memory_bytes.max(threads * (16 << 20));

@@ -31,7 +31,9 @@ use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
     TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
-use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
+use tantivy::tokenizer::{
+    LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, TokenStream,
+};
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocument};
 
 use crate::index::StoreSettings;
@@ -132,7 +134,7 @@ impl LogFields {
                 TextOptions::default().set_indexing_options(
                     TextFieldIndexing::default()
                         .set_tokenizer("default")
-                        .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                        .set_index_option(IndexRecordOption::WithFreqs),
                 ),
             ),
             trace_id: builder.add_text_field("trace_id", STRING.set_fast("raw")),
@@ -170,23 +172,7 @@ impl LogFields {
         doc.add_text(self.severity, severity_bucket(record.severity_number));
         doc.add_u64(self.severity_number, record.severity_number.max(0) as u64);
         doc.add_text(self.service, service_name(resource));
-        // The full text of a structured body (a map, or a string holding a JSON object) is its
-        // string values: its keys and numbers are searchable as fields, and indexing the same
-        // keys as words in every record would double the postings for nothing.
-        let mut text = String::new();
-        match (
-            &body_fields,
-            record.body.as_ref().and_then(|b| b.value.as_ref()),
-        ) {
-            (Some(fields), _) => {
-                for value in fields.values() {
-                    json_text(value, &mut text);
-                }
-            }
-            (None, Some(AnyValueKind::StringValue(body))) => text.push_str(body),
-            (None, Some(other)) => json_text(&plain_json(other), &mut text),
-            (None, None) => {}
-        }
+        let text = body_text(record, body_fields.as_ref());
         if !text.is_empty() {
             doc.add_text(self.body, text);
         }
@@ -221,6 +207,68 @@ impl LogFields {
         doc.add_bytes(self.record, encoded);
         doc
     }
+}
+
+/// The full text of a record's body, as indexed. A structured body's (a map, or a string holding
+/// a JSON object, whose fields are `body_fields`) is its string values: its keys and numbers are
+/// searchable as fields, and indexing the same keys as words in every record would double the
+/// postings for nothing.
+pub fn body_text(record: &OtlpLogRecord, body_fields: Option<&JsonFields>) -> String {
+    let mut text = String::new();
+    match (
+        body_fields,
+        record.body.as_ref().and_then(|b| b.value.as_ref()),
+    ) {
+        (Some(fields), _) => {
+            for value in fields.values() {
+                json_text(value, &mut text);
+            }
+        }
+        (None, Some(AnyValueKind::StringValue(body))) => text.push_str(body),
+        (None, Some(other)) => json_text(&plain_json(other), &mut text),
+        (None, None) => {}
+    }
+    text
+}
+
+/// Whether `text`, split into words by the body's tokenizer, holds `words` in order, each at
+/// most `slop` words after the one before it beyond adjacency (0: consecutive, a phrase).
+pub fn text_has_phrase(text: &str, words: &[String], slop: u32) -> bool {
+    let mut analyzer = body_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut tokens = Vec::new();
+    while let Some(token) = stream.next() {
+        tokens.push(token.text.clone());
+    }
+    let Some((first, rest)) = words.split_first() else {
+        return true;
+    };
+    let reach = slop as usize + 1;
+    tokens.iter().enumerate().any(|(start, token)| {
+        if token != first {
+            return false;
+        }
+        let mut at = start;
+        rest.iter().all(|word| {
+            let window = tokens.iter().enumerate().skip(at + 1).take(reach);
+            match window.into_iter().find(|(_, token)| *token == word) {
+                Some((position, _)) => {
+                    at = position;
+                    true
+                }
+                None => false,
+            }
+        })
+    })
+}
+
+/// The analyzer of the body field: tantivy's `default` (split on non-alphanumerics, words over
+/// 40 bytes dropped, lower case).
+pub fn body_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .build()
 }
 
 /// The fields of a JSON object.
@@ -504,6 +552,34 @@ impl LogStore {
     /// A searcher over the last commit.
     pub fn searcher(&self) -> Searcher {
         self.reader.searcher()
+    }
+
+    /// A test of whether a document of `segment` holds the phrase `words` (tokens of the body's
+    /// analyzer) in its body; see [`text_has_phrase`]. The body is indexed without positions
+    /// (they would cost about a quarter of the index), so a phrase is checked on the stored
+    /// record of each document holding all of its words.
+    pub fn body_phrase_check(
+        segment: &tantivy::SegmentReader,
+        words: &[String],
+        slop: u32,
+    ) -> tantivy::Result<Box<dyn FnMut(tantivy::DocId) -> bool + Send>> {
+        // A few decompressed blocks stay cached: candidates come in doc id order.
+        let store = segment.get_store_reader(4)?;
+        let record_field = segment.schema().get_field("record")?;
+        let words = words.to_vec();
+        Ok(Box::new(move |doc| {
+            let Ok(document) = store.get::<TantivyDocument>(doc) else {
+                return false;
+            };
+            document
+                .get_first(record_field)
+                .and_then(|value| value.as_bytes())
+                .and_then(|bytes| LogRecord::decode(bytes).ok())
+                .is_some_and(|stored| {
+                    let fields = json_body(&stored.record);
+                    text_has_phrase(&body_text(&stored.record, fields.as_ref()), &words, slop)
+                })
+        }))
     }
 
     /// The stored record of a document.

@@ -332,6 +332,21 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
         ["connection refused, giving up"]
     );
     assert_eq!(bodies(&server, "refused OR handled").await.len(), 3);
+    // The body is indexed without positions: a phrase is checked on the stored record, so
+    // its words in another order, or apart, do not match.
+    assert_eq!(bodies(&server, "\"refused connection\"").await.len(), 0);
+    assert_eq!(
+        bodies(&server, "\"refused by bank\"").await,
+        ["connection refused by bank-gateway"]
+    );
+    assert_eq!(bodies(&server, "bank-gateway").await.len(), 1);
+    assert_eq!(bodies(&server, "\"connection giving\"").await.len(), 0);
+    assert_eq!(
+        bodies(&server, "\"connection giving\"~1").await,
+        ["connection refused, giving up"]
+    );
+    let (status, body) = query(&server, "/api/v1/logs", &[("query", "\"connection ref\"*")]).await;
+    assert_eq!(status, 400, "{body}");
     assert_eq!(
         bodies(&server, "resource.service.name:payment-service")
             .await

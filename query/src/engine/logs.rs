@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use serde_json::json;
-use sightline_collector::log_store::{field_text, LogStoreError};
+use sightline_collector::log_store::{body_analyzer, field_text, LogStoreError};
 use sightline_collector::{LogStore, SpanStore};
 use sightline_proto::log::LogRecord;
 use sightline_proto::TraceId;
@@ -18,12 +18,15 @@ use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::aggregation::AggregationCollector;
 use tantivy::collector::TopDocs;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::collector::Collector;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery, TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
 use super::fields::{Catalog, FieldInfo};
-use super::query_syntax::{self, Dialect, QueryError};
+use super::query_syntax::{self, Dialect, PhrasesWithoutPositions, QueryError};
 use crate::time::parse_time_nanos;
 
 /// Logs of one trace returned at most.
@@ -114,6 +117,11 @@ const LOG_DIALECT: Dialect = Dialect {
     map_field: log_field,
     json_fields: &["attributes", "resource"],
     map_bound: log_bound,
+    phrases_without_positions: Some(PhrasesWithoutPositions {
+        field: "body",
+        analyzer: body_analyzer,
+        check: LogStore::body_phrase_check,
+    }),
 };
 
 /// The tantivy query for a user query (empty: everything) within a time window.
@@ -200,11 +208,7 @@ pub fn search(
         }
         None => query,
     };
-    let found = searcher.search(
-        query,
-        &TopDocs::with_limit(limit + 1)
-            .order_by(move |segment: &SegmentReader| keys(segment, before)),
-    )?;
+    let found = newest_first(&searcher, query, limit + 1, before)?;
     let mut hits = read_hits(store, &searcher, found)?;
     let next = if hits.len() > limit {
         hits.truncate(limit);
@@ -213,6 +217,42 @@ pub fn search(
         None
     };
     Ok(LogPage { hits, next })
+}
+
+/// The `count` newest matches by `(time, id)`, older than `before`. Segments are searched newest
+/// first, and once `count` matches are newer than everything a segment holds, it and the older
+/// ones are not searched at all: the newest page of a common term, or of a phrase checked on
+/// stored records, costs the newest segments only.
+fn newest_first(
+    searcher: &Searcher,
+    query: &dyn Query,
+    count: usize,
+    before: Option<LogKey>,
+) -> tantivy::Result<Vec<(Option<LogKey>, DocAddress)>> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let collector =
+        TopDocs::with_limit(count).order_by(move |segment: &SegmentReader| keys(segment, before));
+    let mut segments = Vec::new();
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let newest = segment.fast_fields().u64("time")?.max_value();
+        segments.push((newest, ord as u32, segment));
+    }
+    segments.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut found: Vec<(Option<LogKey>, DocAddress)> = Vec::new();
+    for (newest, ord, segment) in segments {
+        let full_and_newer = found.len() >= count
+            && found[count - 1]
+                .0
+                .is_some_and(|last| last.time_unix_nanos > newest);
+        if full_and_newer {
+            break;
+        }
+        let fruit = collector.collect_segment(weight.as_ref(), ord, segment)?;
+        found.extend(collector.merge_fruits(vec![fruit])?);
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.truncate(count);
+    }
+    Ok(found)
 }
 
 fn read_hits(

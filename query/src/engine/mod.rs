@@ -7,6 +7,7 @@
 //! - [`red`]: rate, errors and duration per service and operation, in time buckets.
 //! - [`columns`]: bulk reading of fast-field columns (dictionaries, interning).
 //! - [`query_syntax`]: the Lucene-style query syntax, adapted to each index.
+//! - [`verified`]: queries whose matches are checked one by one (phrases without positions).
 //! - [`logs`]: log search, volume histogram, tail, fields, trace links.
 //! - [`analysis`]: critical path, self time, error path, time per service, clock skew.
 
@@ -20,3 +21,4 @@ pub mod partial;
 pub mod query_syntax;
 pub mod red;
 pub mod traces;
+pub mod verified;

@@ -10,10 +10,13 @@
 //! regular-expression query over that path's terms (tantivy's parser refuses regexes on JSON
 //! paths).
 
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParser, RegexQuery};
-use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
-use tantivy::schema::Schema;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParser, RegexQuery, TermQuery};
+use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
+use tantivy::schema::{IndexRecordOption, Schema};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::Term;
+
+use super::verified::{PhraseCheck, VerifiedPhrase};
 
 /// How one index reads field names and range bounds.
 pub struct Dialect {
@@ -23,6 +26,17 @@ pub struct Dialect {
     pub json_fields: &'static [&'static str],
     /// Rewrites a range bound on a (mapped) field, e.g. an RFC 3339 time to nanoseconds.
     pub map_bound: fn(&str, String) -> Result<String, String>,
+    /// The default text field when it is indexed without positions: its phrases are checked
+    /// on stored documents.
+    pub phrases_without_positions: Option<PhrasesWithoutPositions>,
+}
+
+/// A text field indexed without positions, and how its phrases are checked.
+pub struct PhrasesWithoutPositions {
+    pub field: &'static str,
+    /// The field's analyzer, to split a phrase into the words the index holds.
+    pub analyzer: fn() -> TextAnalyzer,
+    pub check: PhraseCheck,
 }
 
 /// Why a query was refused: a message, and the byte offset in the query where it went wrong
@@ -85,7 +99,7 @@ fn build(
     ast: UserInputAst,
     dialect: &Dialect,
 ) -> Result<Box<dyn Query>, QueryError> {
-    if !has_json_regex(&ast, dialect) {
+    if !needs_own_build(&ast, dialect) {
         return parser
             .build_query_from_user_input_ast(ast)
             .map_err(|err| QueryError {
@@ -115,22 +129,93 @@ fn build(
                 field: Some(field),
                 pattern,
             } => json_regex(schema, &field, &pattern, dialect)?,
+            UserInputLeaf::Literal(literal) if phrase_words(&literal, dialect).is_some() => {
+                verified_phrase(schema, &literal, dialect)?
+            }
             leaf => build(parser, schema, UserInputAst::Leaf(Box::new(leaf)), dialect)?,
         },
     })
 }
 
-fn has_json_regex(ast: &UserInputAst, dialect: &Dialect) -> bool {
+/// Whether the AST holds what tantivy's parser cannot build: a regex on a JSON path, or a
+/// phrase on a field without positions.
+fn needs_own_build(ast: &UserInputAst, dialect: &Dialect) -> bool {
     match ast {
         UserInputAst::Clause(clauses) => clauses
             .iter()
-            .any(|(_, child)| has_json_regex(child, dialect)),
-        UserInputAst::Boost(inner, _) => has_json_regex(inner, dialect),
-        UserInputAst::Leaf(leaf) => matches!(
-            leaf.as_ref(),
-            UserInputLeaf::Regex { field: Some(field), .. } if is_json(field, dialect)
-        ),
+            .any(|(_, child)| needs_own_build(child, dialect)),
+        UserInputAst::Boost(inner, _) => needs_own_build(inner, dialect),
+        UserInputAst::Leaf(leaf) => match leaf.as_ref() {
+            UserInputLeaf::Regex {
+                field: Some(field), ..
+            } => is_json(field, dialect),
+            UserInputLeaf::Literal(literal) => phrase_words(literal, dialect).is_some(),
+            _ => false,
+        },
     }
+}
+
+/// The words of a literal of several words on the field without positions (a phrase, or a
+/// term the analyzer splits, such as `abc-123-def`).
+fn phrase_words(literal: &UserInputLiteral, dialect: &Dialect) -> Option<Vec<String>> {
+    let phrases = dialect.phrases_without_positions.as_ref()?;
+    if literal
+        .field_name
+        .as_deref()
+        .is_some_and(|field| field != phrases.field)
+    {
+        return None;
+    }
+    let mut analyzer = (phrases.analyzer)();
+    let mut stream = analyzer.token_stream(&literal.phrase);
+    let mut words = Vec::new();
+    while let Some(token) = tantivy::tokenizer::TokenStream::next(&mut stream) {
+        words.push(token.text.clone());
+    }
+    (words.len() > 1).then_some(words)
+}
+
+/// A phrase on the field without positions: documents holding every word, checked for the
+/// phrase on their stored copy.
+fn verified_phrase(
+    schema: &Schema,
+    literal: &UserInputLiteral,
+    dialect: &Dialect,
+) -> Result<Box<dyn Query>, QueryError> {
+    let error = |message: String| QueryError {
+        position: None,
+        message,
+    };
+    let (Some(phrases), Some(words)) = (
+        dialect.phrases_without_positions.as_ref(),
+        phrase_words(literal, dialect),
+    ) else {
+        return Err(error("not a phrase".into()));
+    };
+    if literal.prefix {
+        return Err(error(format!(
+            "a phrase prefix (\"{}\"*) is not supported on {}: use whole words, or one word with *",
+            literal.phrase, phrases.field
+        )));
+    }
+    let field = schema
+        .get_field(phrases.field)
+        .map_err(|err| error(err.to_string()))?;
+    let terms: Vec<(Occur, Box<dyn Query>)> = words
+        .iter()
+        .map(|word| {
+            let term = Term::from_field_text(field, word);
+            let query: Box<dyn Query> =
+                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+            (Occur::Must, query)
+        })
+        .collect();
+    Ok(Box::new(VerifiedPhrase {
+        inner: Box::new(BooleanQuery::new(terms)),
+        words,
+        slop: literal.slop,
+        check: phrases.check,
+    }))
 }
 
 /// `json_field.path:/pattern/`: the pattern must match a whole string value at that path. A JSON

@@ -381,6 +381,7 @@ const SPAN_DIALECT: Dialect = Dialect {
     map_field: span_field,
     json_fields: &["attributes"],
     map_bound: |_, bound| Ok(bound),
+    phrases_without_positions: None,
 };
 
 fn span_field(field: &str) -> String {

@@ -1,0 +1,129 @@
+//! A query whose matches are checked one by one: the documents of an inner query, kept when a
+//! per-segment test passes. Phrases on a field indexed without positions are built this way:
+//! every word of the phrase (an inner conjunction of terms), then the phrase itself checked on
+//! the stored document.
+
+use std::fmt;
+
+use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED};
+
+/// A test of the documents of one segment.
+pub type DocCheck = Box<dyn FnMut(DocId) -> bool + Send>;
+
+/// Makes the test of a segment's documents for the phrase `words` with `slop`.
+pub type PhraseCheck = fn(&SegmentReader, &[String], u32) -> tantivy::Result<DocCheck>;
+
+/// The documents of `inner` that hold the phrase, as `check` finds.
+pub struct VerifiedPhrase {
+    pub inner: Box<dyn Query>,
+    pub words: Vec<String>,
+    pub slop: u32,
+    pub check: PhraseCheck,
+}
+
+impl Clone for VerifiedPhrase {
+    fn clone(&self) -> Self {
+        VerifiedPhrase {
+            inner: self.inner.box_clone(),
+            words: self.words.clone(),
+            slop: self.slop,
+            check: self.check,
+        }
+    }
+}
+
+impl fmt::Debug for VerifiedPhrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedPhrase")
+            .field("inner", &self.inner)
+            .field("words", &self.words)
+            .field("slop", &self.slop)
+            .finish()
+    }
+}
+
+impl Query for VerifiedPhrase {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(VerifiedWeight {
+            inner: self.inner.weight(scoring)?,
+            words: self.words.clone(),
+            slop: self.slop,
+            check: self.check,
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a tantivy::Term, bool)) {
+        self.inner.query_terms(visitor);
+    }
+}
+
+struct VerifiedWeight {
+    inner: Box<dyn Weight>,
+    words: Vec<String>,
+    slop: u32,
+    check: PhraseCheck,
+}
+
+impl Weight for VerifiedWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let inner = self.inner.scorer(reader, boost)?;
+        let check = (self.check)(reader, &self.words, self.slop)?;
+        Ok(Box::new(Checked::new(inner, check)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.inner.explain(reader, doc)
+    }
+}
+
+/// The documents of a scorer that pass a test.
+struct Checked {
+    inner: Box<dyn Scorer>,
+    check: DocCheck,
+}
+
+impl Checked {
+    fn new(inner: Box<dyn Scorer>, check: DocCheck) -> Checked {
+        let mut checked = Checked { inner, check };
+        let doc = checked.inner.doc();
+        if doc != TERMINATED && !(checked.check)(doc) {
+            checked.advance();
+        }
+        checked
+    }
+}
+
+impl DocSet for Checked {
+    fn advance(&mut self) -> DocId {
+        loop {
+            let doc = self.inner.advance();
+            if doc == TERMINATED || (self.check)(doc) {
+                return doc;
+            }
+        }
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        let doc = self.inner.seek(target);
+        if doc == TERMINATED || (self.check)(doc) {
+            doc
+        } else {
+            self.advance()
+        }
+    }
+
+    fn doc(&self) -> DocId {
+        self.inner.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.inner.size_hint()
+    }
+}
+
+impl Scorer for Checked {
+    fn score(&mut self) -> Score {
+        self.inner.score()
+    }
+}
