@@ -234,32 +234,32 @@ pub fn body_text(record: &OtlpLogRecord, body_fields: Option<&JsonFields>) -> St
 /// Whether `text`, split into words by the body's tokenizer, holds `words` in order, each at
 /// most `slop` words after the one before it beyond adjacency (0: consecutive, a phrase).
 pub fn text_has_phrase(text: &str, words: &[String], slop: u32) -> bool {
+    if words.is_empty() {
+        return true;
+    }
+    // For each prefix of the phrase, the latest position where it ends with every word at most
+    // `slop + 1` positions after the one before: one pass, no allocation per word of the text.
+    let reach = slop as usize + 1;
+    let mut ends: Vec<Option<usize>> = vec![None; words.len()];
     let mut analyzer = body_analyzer();
     let mut stream = analyzer.token_stream(text);
-    let mut tokens = Vec::new();
+    let mut position = 0;
     while let Some(token) = stream.next() {
-        tokens.push(token.text.clone());
-    }
-    let Some((first, rest)) = words.split_first() else {
-        return true;
-    };
-    let reach = slop as usize + 1;
-    tokens.iter().enumerate().any(|(start, token)| {
-        if token != first {
-            return false;
-        }
-        let mut at = start;
-        rest.iter().all(|word| {
-            let window = tokens.iter().enumerate().skip(at + 1).take(reach);
-            match window.into_iter().find(|(_, token)| *token == word) {
-                Some((position, _)) => {
-                    at = position;
-                    true
-                }
-                None => false,
+        for (i, word) in words.iter().enumerate().rev() {
+            if token.text != *word {
+                continue;
             }
-        })
-    })
+            let follows = i == 0 || ends[i - 1].is_some_and(|end| position - end <= reach);
+            if follows {
+                ends[i] = Some(position);
+            }
+        }
+        if ends[words.len() - 1].is_some() {
+            return true;
+        }
+        position += 1;
+    }
+    false
 }
 
 /// The analyzer of the body field: tantivy's `default` (split on non-alphanumerics, words over
@@ -611,5 +611,45 @@ pub fn field_text(record: &OtlpLogRecord, key: &str) -> Option<String> {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(phrase: &str) -> Vec<String> {
+        phrase.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_phrase_is_its_words_in_order_and_slop_allows_words_between() {
+        let text = "Connection refused, giving up after 3 retries";
+        assert!(text_has_phrase(text, &words("connection refused"), 0));
+        assert!(text_has_phrase(text, &words("giving up after"), 0));
+        assert!(!text_has_phrase(text, &words("refused connection"), 0));
+        assert!(!text_has_phrase(text, &words("connection giving"), 0));
+        assert!(text_has_phrase(text, &words("connection giving"), 1));
+        assert!(!text_has_phrase(text, &words("connection up"), 1));
+        assert!(text_has_phrase(text, &words("connection up"), 2));
+        // A word repeated: the phrase may start at any of its occurrences.
+        assert!(text_has_phrase("a b a c", &words("a c"), 0));
+    }
+
+    #[test]
+    fn a_json_body_is_searched_by_its_string_values() {
+        let record = OtlpLogRecord {
+            body: Some(AnyValue {
+                value: Some(AnyValueKind::StringValue(
+                    r#"{"level":"ERROR","message":"payment declined","code":402}"#.into(),
+                )),
+            }),
+            ..Default::default()
+        };
+        let fields = json_body(&record);
+        let text = body_text(&record, fields.as_ref());
+        assert!(text_has_phrase(&text, &words("payment declined"), 0));
+        // Keys are not words of the body: they are fields.
+        assert!(!text_has_phrase(&text, &words("level error"), 0));
     }
 }
