@@ -125,7 +125,11 @@ impl Chunk {
         out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
         out.extend_from_slice(bytes);
         let mut buffer = std::mem::take(&mut self.bits.bytes);
+        // The next chunk will likely be about as long: room for that and an eighth more,
+        // instead of the doubling growth's spare half.
+        let room = buffer.len() + buffer.len() / 8;
         buffer.clear();
+        buffer.shrink_to(room);
         *self = Chunk::default();
         self.bits.bytes = buffer;
     }

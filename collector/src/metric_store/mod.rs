@@ -15,7 +15,7 @@ pub mod chunk;
 
 use chunk::ChunkIter;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +55,8 @@ type SeriesId = u32;
 pub type SelectedSeries = (Arc<Labels>, Vec<(i64, f64)>);
 
 struct SeriesData {
-    labels: Arc<Labels>,
+    /// Label names and values as symbols of the index, sorted by name.
+    labels: Packed,
     /// Full chunks, packed one after the other (see [`chunk::packed`]).
     sealed: Vec<u8>,
     head: Chunk,
@@ -64,7 +65,8 @@ struct SeriesData {
     total: f64,
     /// Start time of the cumulative series' current run (counter resets).
     start_ms: Option<i64>,
-    exemplars: VecDeque<Exemplar>,
+    /// Allocated with the first exemplar: most series never have one.
+    exemplars: Option<Box<VecDeque<Exemplar>>>,
 }
 
 /// A chunk of a series: the time range it may hold (`first_t..=upper_t`), its samples and their
@@ -119,14 +121,73 @@ impl SeriesData {
     }
 }
 
+/// A series' labels as `(name, value)` symbols: one small allocation per series instead of a
+/// string per name and value.
+type Packed = Arc<[(Symbol, Symbol)]>;
+type Symbol = u32;
+
+/// Every label name and value, stored once. The strings of series dropped by retention stay (as
+/// Prometheus' head keeps its symbols until compaction); they are bounded by the distinct
+/// strings ever seen, far fewer than samples.
+#[derive(Default)]
+struct Symbols {
+    strings: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, Symbol>,
+}
+
+impl Symbols {
+    fn get(&self, text: &str) -> Option<Symbol> {
+        self.ids.get(text).copied()
+    }
+
+    fn intern(&mut self, text: &str) -> Symbol {
+        if let Some(id) = self.get(text) {
+            return id;
+        }
+        let id = self.strings.len() as Symbol;
+        let text: Arc<str> = Arc::from(text);
+        self.strings.push(text.clone());
+        self.ids.insert(text, id);
+        id
+    }
+
+    fn text(&self, id: Symbol) -> &str {
+        &self.strings[id as usize]
+    }
+
+    /// The symbols of `labels`, `None` when one of their strings was never seen.
+    fn lookup(&self, labels: &Labels) -> Option<Vec<(Symbol, Symbol)>> {
+        labels
+            .iter()
+            .map(|(k, v)| Some((self.get(k)?, self.get(v)?)))
+            .collect()
+    }
+
+    fn unpack(&self, packed: &[(Symbol, Symbol)]) -> Labels {
+        packed
+            .iter()
+            .map(|(k, v)| (self.text(*k).to_owned(), self.text(*v).to_owned()))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct SeriesIndex {
-    ids: HashMap<Arc<Labels>, SeriesId>,
+    symbols: Symbols,
+    ids: HashMap<Packed, SeriesId>,
     series: Vec<Option<Arc<Mutex<SeriesData>>>>,
     free: Vec<SeriesId>,
-    postings: HashMap<String, HashMap<String, BTreeSet<SeriesId>>>,
+    /// Series ids by label name and value, each list sorted.
+    postings: HashMap<Symbol, HashMap<Symbol, Vec<SeriesId>>>,
     per_metric: HashMap<String, usize>,
     live: usize,
+}
+
+impl SeriesIndex {
+    fn id_of(&self, labels: &Labels) -> Option<SeriesId> {
+        let packed = self.symbols.lookup(labels)?;
+        self.ids.get(packed.as_slice()).copied()
+    }
 }
 
 /// What one ingest call did.
@@ -237,10 +298,11 @@ impl MetricStore {
             }
             data.push(sample.t_ms, value);
             for exemplar in sample.exemplars {
-                if data.exemplars.len() == EXEMPLARS_PER_SERIES {
-                    data.exemplars.pop_front();
+                let exemplars = data.exemplars.get_or_insert_default();
+                if exemplars.len() == EXEMPLARS_PER_SERIES {
+                    exemplars.pop_front();
                 }
-                data.exemplars.push_back(exemplar);
+                exemplars.push_back(exemplar);
             }
             outcome.accepted += 1;
         }
@@ -257,12 +319,12 @@ impl MetricStore {
     ) -> Option<Arc<Mutex<SeriesData>>> {
         {
             let index = self.inner.index.read();
-            if let Some(&id) = index.ids.get(labels) {
+            if let Some(id) = index.id_of(labels) {
                 return index.series[id as usize].clone();
             }
         }
         let mut index = self.inner.index.write();
-        if let Some(&id) = index.ids.get(labels) {
+        if let Some(id) = index.id_of(labels) {
             return index.series[id as usize].clone();
         }
         let name = labels
@@ -287,7 +349,11 @@ impl MetricStore {
             ));
             return None;
         }
-        let labels = Arc::new(labels.clone());
+        let packed: Packed = labels
+            .iter()
+            .map(|(k, v)| (index.symbols.intern(k), index.symbols.intern(v)))
+            .collect();
+        let labels = packed;
         let data = Arc::new(Mutex::new(SeriesData {
             labels: labels.clone(),
             sealed: Vec::new(),
@@ -295,7 +361,7 @@ impl MetricStore {
             last_t: i64::MIN,
             total: 0.0,
             start_ms: None,
-            exemplars: VecDeque::new(),
+            exemplars: None,
         }));
         let id = match index.free.pop() {
             Some(id) => {
@@ -308,13 +374,16 @@ impl MetricStore {
             }
         };
         for (key, value) in labels.iter() {
-            index
+            let ids = index
                 .postings
-                .entry(key.clone())
+                .entry(*key)
                 .or_default()
-                .entry(value.clone())
-                .or_default()
-                .insert(id);
+                .entry(*value)
+                .or_default();
+            // New ids are mostly the largest; a reused one goes in its place.
+            if let Err(at) = ids.binary_search(&id) {
+                ids.insert(at, id);
+            }
         }
         *index.per_metric.entry(name).or_default() += 1;
         index.live += 1;
@@ -322,20 +391,18 @@ impl MetricStore {
         Some(data)
     }
 
-    /// The series whose labels hold every `(name, value)` of `required` and pass `keep`.
+    /// The series whose labels hold every `(name, value)` of `required` and pass `keep`, with
+    /// their labels.
     fn candidates(
         &self,
         required: &[(&str, &str)],
         keep: &dyn Fn(&Labels) -> bool,
-    ) -> Vec<Arc<Mutex<SeriesData>>> {
+    ) -> Vec<(Arc<Labels>, Arc<Mutex<SeriesData>>)> {
         let index = self.inner.index.read();
-        let mut lists: Vec<&BTreeSet<SeriesId>> = Vec::new();
+        let mut lists: Vec<&Vec<SeriesId>> = Vec::new();
         for (name, value) in required {
-            match index
-                .postings
-                .get(*name)
-                .and_then(|values| values.get(*value))
-            {
+            let ids = index.symbols.get(name).zip(index.symbols.get(value));
+            match ids.and_then(|(name, value)| index.postings.get(&name)?.get(&value)) {
                 Some(ids) => lists.push(ids),
                 None => return Vec::new(),
             }
@@ -345,13 +412,16 @@ impl MetricStore {
             Some((smallest, rest)) => smallest
                 .iter()
                 .copied()
-                .filter(|id| rest.iter().all(|list| list.contains(id)))
+                .filter(|id| rest.iter().all(|list| list.binary_search(id).is_ok()))
                 .collect(),
             None => (0..index.series.len() as SeriesId).collect(),
         };
         ids.into_iter()
             .filter_map(|id| index.series.get(id as usize).cloned().flatten())
-            .filter(|series| keep(&series.lock().labels))
+            .filter_map(|series| {
+                let labels = index.symbols.unpack(&series.lock().labels);
+                keep(&labels).then(|| (Arc::new(labels), series))
+            })
             .collect()
     }
 
@@ -366,7 +436,7 @@ impl MetricStore {
     ) -> Vec<SelectedSeries> {
         self.candidates(required, keep)
             .into_iter()
-            .filter_map(|series| {
+            .filter_map(|(labels, series)| {
                 let data = series.lock();
                 let mut samples = Vec::new();
                 for chunk in data.chunks() {
@@ -379,7 +449,7 @@ impl MetricStore {
                             .filter(|(t, _)| *t >= start_ms && *t <= end_ms),
                     );
                 }
-                (!samples.is_empty()).then(|| (data.labels.clone(), samples))
+                (!samples.is_empty()).then_some((labels, samples))
             })
             .collect()
     }
@@ -395,12 +465,12 @@ impl MetricStore {
         let mut found: Vec<Arc<Labels>> = self
             .candidates(required, keep)
             .into_iter()
-            .filter_map(|series| {
+            .filter_map(|(labels, series)| {
                 let data = series.lock();
                 let in_window = data
                     .chunks()
                     .any(|c| c.upper_t >= start_ms && c.first_t <= end_ms);
-                in_window.then(|| data.labels.clone())
+                in_window.then_some(labels)
             })
             .collect();
         found.sort();
@@ -417,15 +487,16 @@ impl MetricStore {
     ) -> Vec<(Arc<Labels>, Vec<Exemplar>)> {
         self.candidates(required, keep)
             .into_iter()
-            .filter_map(|series| {
+            .filter_map(|(labels, series)| {
                 let data = series.lock();
                 let exemplars: Vec<Exemplar> = data
                     .exemplars
                     .iter()
+                    .flat_map(|exemplars| exemplars.iter())
                     .filter(|e| e.t_ms >= start_ms && e.t_ms <= end_ms)
                     .cloned()
                     .collect();
-                (!exemplars.is_empty()).then(|| (data.labels.clone(), exemplars))
+                (!exemplars.is_empty()).then_some((labels, exemplars))
             })
             .collect()
     }
@@ -474,7 +545,9 @@ impl MetricStore {
                 for (key, value) in labels.iter() {
                     if let Some(values) = index.postings.get_mut(key) {
                         if let Some(ids) = values.get_mut(value) {
-                            ids.remove(&id);
+                            if let Ok(at) = ids.binary_search(&id) {
+                                ids.remove(at);
+                            }
                             if ids.is_empty() {
                                 values.remove(value);
                             }
@@ -484,10 +557,13 @@ impl MetricStore {
                         }
                     }
                 }
-                if let Some((_, name)) = labels.iter().find(|(k, _)| k == "__name__") {
-                    if let Some(count) = index.per_metric.get_mut(name) {
-                        *count -= 1;
-                    }
+                let name_symbol = index.symbols.get("__name__");
+                let name = labels
+                    .iter()
+                    .find(|(k, _)| Some(*k) == name_symbol)
+                    .map(|(_, v)| index.symbols.text(*v).to_owned());
+                if let Some(count) = name.and_then(|name| index.per_metric.get_mut(&name)) {
+                    *count -= 1;
                 }
                 index.live -= 1;
                 index.free.push(id);
@@ -509,7 +585,6 @@ impl MetricStore {
             out_of_order: self.inner.out_of_order.load(Ordering::Relaxed),
             ..StoreStats::default()
         };
-        let string = |s: &String| s.capacity() as u64;
         for series in index.series.iter().flatten() {
             let data = series.lock();
             let samples: usize = chunk::packed(&data.sealed)
@@ -518,22 +593,18 @@ impl MetricStore {
                 + data.head.bytes();
             stats.chunk_bytes += samples as u64;
             // The series' Arc block (counts and the mutex around the data), the labels' Arc
-            // block, the labels, the chunk buffers' headers and spare capacity, the exemplars.
+            // block of symbols, the chunk buffers' headers and spare capacity, the exemplars.
             stats.series_bytes += (2 * std::mem::size_of::<usize>()
                 + std::mem::size_of::<Mutex<SeriesData>>()
                 + 2 * std::mem::size_of::<usize>()
-                + std::mem::size_of::<Labels>()
-                + data.labels.capacity() * std::mem::size_of::<(String, String)>()
+                + std::mem::size_of_val(&*data.labels)
                 + data.sealed.capacity()
                 + data.head.capacity()
                 - samples
-                + data.exemplars.capacity() * std::mem::size_of::<Exemplar>())
-                as u64
-                + data
-                    .labels
-                    .iter()
-                    .map(|(k, v)| string(k) + string(v))
-                    .sum::<u64>();
+                + data.exemplars.as_ref().map_or(0, |exemplars| {
+                    std::mem::size_of::<VecDeque<Exemplar>>()
+                        + exemplars.capacity() * std::mem::size_of::<Exemplar>()
+                })) as u64;
             let first = data.chunks().next().map(|chunk| chunk.first_t);
             if let Some(first_t) = first {
                 stats.min_time_ms = Some(stats.min_time_ms.map_or(first_t, |m| m.min(first_t)));
@@ -544,16 +615,21 @@ impl MetricStore {
                 );
             }
         }
-        // The id map and the series table: a pointer-sized key and an id per series, and the
-        // label index: an id per label of each series, plus the distinct names and values.
-        stats.series_bytes += (index.ids.capacity() * (std::mem::size_of::<Arc<Labels>>() + 4 + 1)
+        // The id map and the series table: a key and an id per series; the symbols: each
+        // string once, in its Arc block, with its slot and its map entry; the label index: a
+        // map entry and the ids of each distinct (name, value).
+        stats.series_bytes += (index.ids.capacity() * (std::mem::size_of::<Packed>() + 4 + 1)
             + index.series.capacity() * std::mem::size_of::<Option<Arc<Mutex<SeriesData>>>>())
             as u64;
-        for (name, values) in &index.postings {
-            stats.series_bytes += string(name);
-            for (value, ids) in values {
-                // A BTreeSet stores 4-byte ids in nodes of up to 11; count them half full.
-                stats.series_bytes += string(value) + 48 + ids.len() as u64 * 8;
+        for text in &index.symbols.strings {
+            stats.series_bytes +=
+                (2 * std::mem::size_of::<usize>() + text.len() + 3 * std::mem::size_of::<Arc<str>>()) as u64;
+        }
+        for values in index.postings.values() {
+            for ids in values.values() {
+                stats.series_bytes += (std::mem::size_of::<(Symbol, Vec<SeriesId>)>()
+                    + ids.capacity() * std::mem::size_of::<SeriesId>())
+                    as u64;
             }
         }
         stats.series_by_metric = index
@@ -568,7 +644,7 @@ impl MetricStore {
         stats.values_by_label = index
             .postings
             .iter()
-            .map(|(name, values)| (name.clone(), values.len()))
+            .map(|(name, values)| (index.symbols.text(*name).to_owned(), values.len()))
             .collect();
         stats
             .values_by_label
@@ -579,7 +655,11 @@ impl MetricStore {
     /// Label names of the series matching, sorted.
     pub fn label_names(&self) -> Vec<String> {
         let index = self.inner.index.read();
-        let mut names: Vec<String> = index.postings.keys().cloned().collect();
+        let mut names: Vec<String> = index
+            .postings
+            .keys()
+            .map(|name| index.symbols.text(*name).to_owned())
+            .collect();
         names.sort();
         names
     }
@@ -588,9 +668,15 @@ impl MetricStore {
     pub fn label_values(&self, name: &str) -> Vec<String> {
         let index = self.inner.index.read();
         let mut values: Vec<String> = index
-            .postings
+            .symbols
             .get(name)
-            .map(|values| values.keys().cloned().collect())
+            .and_then(|name| index.postings.get(&name))
+            .map(|values| {
+                values
+                    .keys()
+                    .map(|value| index.symbols.text(*value).to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         values.sort();
         values
