@@ -26,6 +26,8 @@ pub mod retention;
 pub mod service_graph;
 pub mod span_metrics;
 pub mod span_store;
+#[cfg(test)]
+mod test_otlp;
 pub mod wal;
 
 pub use error::IngestError;

@@ -1090,37 +1090,11 @@ pub fn log_flush_error(result: io::Result<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+    use crate::test_otlp::{request, text};
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::trace::v1::{status, Span, Status};
 
     const MS: u64 = 1_000_000;
-
-    fn text(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![text("service.name", service)],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-    }
 
     /// A span of trace 7 starting at `t0`, `millis` long; kind 2 server, 3 client, 4 producer,
     /// 5 consumer.
@@ -1146,47 +1120,39 @@ mod tests {
         span
     }
 
-    /// A shop trace: gateway -> orders (client 2 -> server 3, which fails), orders -> postgres
-    /// (client span 4 naming db.system), a producer (5) through rabbitmq to a consumer (6) in
-    /// mailer, a client span calling nobody (7), and a child of a parent that never arrives.
+    /// A shop trace, by service: gateway -> orders (client 2 -> server 3, which fails), orders
+    /// -> postgres (client span 4 naming db.system), a producer (5) through rabbitmq to a
+    /// consumer (6) in mailer, a client span calling nobody (7), and a child of a parent that
+    /// never arrives. The callee's spans come first, as when each service exports its own batch.
+    fn shop_spans(t0: u64) -> Vec<(&'static str, Vec<Span>)> {
+        let db = vec![text("db.system", "postgresql")];
+        let broker = vec![text("messaging.system", "rabbitmq")];
+        vec![
+            (
+                "orders",
+                vec![
+                    failed(span(t0 + 5 * MS, 3, 2, 2, 30, vec![])),
+                    span(t0 + 6 * MS, 4, 3, 3, 5, db),
+                    span(t0 + 40 * MS, 5, 3, 4, 1, broker),
+                    span(t0 + 50 * MS, 9, 99, 2, 1, vec![]),
+                ],
+            ),
+            (
+                "gateway",
+                vec![
+                    span(t0, 1, 0, 2, 100, vec![]),
+                    span(t0 + MS, 2, 1, 3, 40, vec![]),
+                    span(t0 + 2 * MS, 7, 1, 3, 2, vec![]),
+                ],
+            ),
+            ("mailer", vec![span(t0 + 45 * MS, 6, 5, 5, 8, vec![])]),
+        ]
+    }
+
     fn shop(graph: &ServiceGraph, t0: u64) {
-        // The callee's spans arrive before their callers', as they do when each service
-        // exports its own batch.
-        graph.observe(&request(
-            "orders",
-            vec![
-                failed(span(t0 + 5 * MS, 3, 2, 2, 30, vec![])),
-                span(
-                    t0 + 6 * MS,
-                    4,
-                    3,
-                    3,
-                    5,
-                    vec![text("db.system", "postgresql")],
-                ),
-                span(
-                    t0 + 40 * MS,
-                    5,
-                    3,
-                    4,
-                    1,
-                    vec![text("messaging.system", "rabbitmq")],
-                ),
-                span(t0 + 50 * MS, 9, 99, 2, 1, vec![]),
-            ],
-        ));
-        graph.observe(&request(
-            "gateway",
-            vec![
-                span(t0, 1, 0, 2, 100, vec![]),
-                span(t0 + MS, 2, 1, 3, 40, vec![]),
-                span(t0 + 2 * MS, 7, 1, 3, 2, vec![]),
-            ],
-        ));
-        graph.observe(&request(
-            "mailer",
-            vec![span(t0 + 45 * MS, 6, 5, 5, 8, vec![])],
-        ));
+        for (service, spans) in shop_spans(t0) {
+            graph.observe(&request(service, spans));
+        }
     }
 
     fn edges(graph: &DependencyGraph) -> Vec<(String, String, u64, u64, u64)> {
@@ -1296,52 +1262,11 @@ mod tests {
         let graph = ServiceGraph::open(dir.path(), None).unwrap();
         assert!(graph.rebuild_from_nanos() <= t0);
         assert_eq!(graph.query(&day(t0)).edges, vec![]);
-        // The rebuild reads the spans back (here: from the requests) and settles them.
-        let spans: Vec<(String, Span)> = {
-            let mut all = Vec::new();
-            let recorder = |service: &str, spans: Vec<Span>| {
-                spans
-                    .into_iter()
-                    .map(|s| (service.to_owned(), s))
-                    .collect::<Vec<_>>()
-            };
-            all.extend(recorder(
-                "orders",
-                vec![
-                    failed(span(t0 + 5 * MS, 3, 2, 2, 30, vec![])),
-                    span(
-                        t0 + 6 * MS,
-                        4,
-                        3,
-                        3,
-                        5,
-                        vec![text("db.system", "postgresql")],
-                    ),
-                    span(
-                        t0 + 40 * MS,
-                        5,
-                        3,
-                        4,
-                        1,
-                        vec![text("messaging.system", "rabbitmq")],
-                    ),
-                    span(t0 + 50 * MS, 9, 99, 2, 1, vec![]),
-                ],
-            ));
-            all.extend(recorder(
-                "gateway",
-                vec![
-                    span(t0, 1, 0, 2, 100, vec![]),
-                    span(t0 + MS, 2, 1, 3, 40, vec![]),
-                    span(t0 + 2 * MS, 7, 1, 3, 2, vec![]),
-                ],
-            ));
-            all.extend(recorder(
-                "mailer",
-                vec![span(t0 + 45 * MS, 6, 5, 5, 8, vec![])],
-            ));
-            all
-        };
+        // The rebuild reads the spans back (here: the same spans) and settles them.
+        let spans: Vec<(&str, Span)> = shop_spans(t0)
+            .into_iter()
+            .flat_map(|(service, spans)| spans.into_iter().map(move |span| (service, span)))
+            .collect();
         let read = graph
             .rebuild(|rebuild| {
                 for (service, span) in &spans {

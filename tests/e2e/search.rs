@@ -574,7 +574,10 @@ async fn dependency_graph_with_databases_and_unpaired_spans() {
     let server = server.restart();
     let (_, after_restart) = get_json(&server.query_url(&url)).await;
     assert_eq!(after_restart, graph);
-    assert!(server.data_dir().join("service-graph/rollups.jsonl").exists());
+    assert!(server
+        .data_dir()
+        .join("service-graph/rollups.jsonl")
+        .exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

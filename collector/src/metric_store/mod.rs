@@ -622,8 +622,9 @@ impl MetricStore {
             + index.series.capacity() * std::mem::size_of::<Option<Arc<Mutex<SeriesData>>>>())
             as u64;
         for text in &index.symbols.strings {
-            stats.series_bytes +=
-                (2 * std::mem::size_of::<usize>() + text.len() + 3 * std::mem::size_of::<Arc<str>>()) as u64;
+            stats.series_bytes += (2 * std::mem::size_of::<usize>()
+                + text.len()
+                + 3 * std::mem::size_of::<Arc<str>>()) as u64;
         }
         for values in index.postings.values() {
             for ids in values.values() {

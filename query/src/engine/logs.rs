@@ -17,8 +17,8 @@ use sightline_proto::TraceId;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::aggregation::AggregationCollector;
-use tantivy::collector::TopDocs;
 use tantivy::collector::Collector;
+use tantivy::collector::TopDocs;
 use tantivy::query::{
     AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery, TermQuery,
 };

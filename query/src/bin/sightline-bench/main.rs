@@ -432,8 +432,12 @@ fn measure_log_queries(
             vec!["/api/v1/logs?query=deadlock&limit=100".into(); RUNS],
         ),
         (
-            "newest 100 lines with a phrase (\"timeout waiting for upstream\", ~1 line in 12)".into(),
-            vec!["/api/v1/logs?query=%22timeout%20waiting%20for%20upstream%22&limit=100".into(); RUNS],
+            "newest 100 lines with a phrase (\"timeout waiting for upstream\", ~1 line in 12)"
+                .into(),
+            vec![
+                "/api/v1/logs?query=%22timeout%20waiting%20for%20upstream%22&limit=100".into();
+                RUNS
+            ],
         ),
         (
             "correlation id lookup (correlationId:<id>, 4 lines)".into(),
@@ -459,8 +463,13 @@ fn measure_log_queries(
             vec!["/api/v1/logs/histogram?interval=1m".into(); 5],
         ),
         (
-            "volume histogram of a phrase (every match checked on its record), last hour by minute".into(),
-            vec!["/api/v1/logs/histogram?interval=1m&query=%22timeout%20waiting%20for%20upstream%22".into(); 3],
+            "volume histogram of a phrase (every match checked on its record), last hour by minute"
+                .into(),
+            vec![
+                "/api/v1/logs/histogram?interval=1m&query=%22timeout%20waiting%20for%20upstream%22"
+                    .into();
+                3
+            ],
         ),
     ];
     let mut report = Vec::new();
