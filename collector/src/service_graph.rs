@@ -363,6 +363,20 @@ impl Rollups {
     }
 }
 
+/// The rollups kept: all of them, for queries, and what is not in the file yet.
+#[derive(Default)]
+struct Kept {
+    totals: Rollups,
+    unsaved: Rollups,
+}
+
+impl Kept {
+    fn add(&mut self, start_nanos: u64, contribution: &Contribution) {
+        self.totals.add(start_nanos, contribution);
+        self.unsaved.add(start_nanos, contribution);
+    }
+}
+
 /// Interned names and the kind of node each names.
 #[derive(Default)]
 struct Names {
@@ -597,10 +611,7 @@ pub struct DependencyGraph {
 struct Live {
     names: Names,
     pairing: Pairing,
-    /// Everything, for queries.
-    totals: Rollups,
-    /// What is not in the file yet.
-    unsaved: Rollups,
+    rollups: Kept,
     /// Minutes before this one are complete in the file.
     horizon: u32,
     rollups_bytes: u64,
@@ -642,8 +653,7 @@ impl ServiceGraph {
         let mut live = Live {
             names: Names::default(),
             pairing: Pairing::default(),
-            totals: Rollups::default(),
-            unsaved: Rollups::default(),
+            rollups: Kept::default(),
             horizon,
             rollups_bytes: 0,
         };
@@ -681,6 +691,7 @@ impl ServiceGraph {
             // when they make up most of it.
             let mut live = graph.live.lock();
             let entries: usize = live
+                .rollups
                 .totals
                 .minutes
                 .values()
@@ -727,8 +738,8 @@ impl ServiceGraph {
         pairing.expire(u32::MAX, names, &mut |start, c| rollups.add(start, &c));
         let kept: BTreeMap<u32, Minute> = rebuilt.minutes.split_off(&live.horizon);
         let kept = Rollups { minutes: kept };
-        live.totals.merge(&kept);
-        live.unsaved.merge(&kept);
+        live.rollups.totals.merge(&kept);
+        live.rollups.unsaved.merge(&kept);
         Ok(spans)
     }
 
@@ -739,14 +750,10 @@ impl ServiceGraph {
         let Live {
             names,
             pairing,
-            totals,
-            unsaved,
+            rollups,
             ..
         } = &mut *live;
-        let mut out = |start: u64, c: Contribution| {
-            totals.add(start, &c);
-            unsaved.add(start, &c);
-        };
+        let mut out = |start: u64, c: Contribution| rollups.add(start, &c);
         for resource_spans in &request.resource_spans {
             let service = names.id(service_name(resource_spans.resource.as_ref()));
             for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
@@ -796,6 +803,7 @@ impl ServiceGraph {
         let horizon = self
             .live
             .lock()
+            .rollups
             .totals
             .minutes
             .keys()
@@ -812,28 +820,25 @@ impl ServiceGraph {
             let Live {
                 names,
                 pairing,
-                totals,
-                unsaved,
+                rollups,
                 ..
             } = &mut *live;
-            pairing.expire(settle_before, names, &mut |start, c| {
-                totals.add(start, &c);
-                unsaved.add(start, &c);
-            });
+            pairing.expire(settle_before, names, &mut |start, c| rollups.add(start, &c));
         }
         let cutoff = retention_cutoff(self.retention);
         let expired = live
+            .rollups
             .totals
             .minutes
             .first_key_value()
             .is_some_and(|(m, _)| *m < cutoff);
         if expired {
-            live.totals.minutes = live.totals.minutes.split_off(&cutoff);
-            live.unsaved.minutes = live.unsaved.minutes.split_off(&cutoff);
+            live.rollups.totals.minutes = live.rollups.totals.minutes.split_off(&cutoff);
+            live.rollups.unsaved.minutes = live.rollups.unsaved.minutes.split_off(&cutoff);
         }
         let horizon = horizon.max(live.horizon);
-        let later = live.unsaved.minutes.split_off(&horizon);
-        let due = std::mem::replace(&mut live.unsaved.minutes, later);
+        let later = live.rollups.unsaved.minutes.split_off(&horizon);
+        let due = std::mem::replace(&mut live.rollups.unsaved.minutes, later);
         if expired {
             // The file is rewritten from the totals; `due` is in them.
             live.horizon = horizon;
@@ -865,7 +870,7 @@ impl ServiceGraph {
     /// Writes the file afresh from the totals before the horizon.
     fn rewrite(&self, live: &mut Live) -> io::Result<()> {
         let mut text = String::new();
-        for (minute, rollup) in live.totals.minutes.range(..live.horizon) {
+        for (minute, rollup) in live.rollups.totals.minutes.range(..live.horizon) {
             for line in minute_lines(*minute, rollup, &live.names) {
                 text.push_str(&line.to_string());
                 text.push('\n');
@@ -885,11 +890,11 @@ impl ServiceGraph {
         let Live {
             names,
             pairing,
-            totals,
+            rollups,
             ..
         } = &mut *live;
         let mut merged = Minute::default();
-        for rollup in totals.minutes.range(first..=last).map(|(_, r)| r) {
+        for rollup in rollups.totals.minutes.range(first..=last).map(|(_, r)| r) {
             merged.merge(rollup);
         }
         let mut pending = Rollups::default();
@@ -1015,7 +1020,8 @@ fn read_line(value: &Value, live: &mut Live) -> bool {
         return false;
     }
     if !rollup.is_empty() {
-        live.totals
+        live.rollups
+            .totals
             .minutes
             .entry(minute)
             .or_default()
