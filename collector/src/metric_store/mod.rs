@@ -525,7 +525,11 @@ impl MetricStore {
                 }
                 if cut > 0 {
                     data.sealed.drain(..cut);
-                    data.sealed.shrink_to_fit();
+                    // The room at the end takes the next chunks without moving the buffer; only
+                    // a series that slowed down a lot gives it back.
+                    if data.sealed.capacity() > 2 * data.sealed.len() {
+                        data.sealed.shrink_to_fit();
+                    }
                 }
                 if data.sealed.is_empty() && data.head.last_t() < oldest {
                     dropped += data.head.len() as u64;
