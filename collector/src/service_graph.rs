@@ -658,23 +658,30 @@ impl ServiceGraph {
             rollups_bytes: 0,
         };
         let cutoff = retention_cutoff(retention);
-        let (mut lines, mut dropped) = (0usize, 0usize);
+        let (mut lines, mut dropped, mut unreadable) = (0usize, 0usize, 0usize);
         match File::open(dir.join(ROLLUPS)) {
             Ok(file) => {
                 for line in BufReader::new(file).lines() {
                     let line = line?;
                     lines += 1;
-                    // A line torn by a crash, a minute past the horizon (rebuilt) or past
-                    // retention is left out, and the file rewritten without it.
-                    let kept = serde_json::from_str::<Value>(&line)
-                        .ok()
-                        .filter(|value| {
-                            value["minute"]
-                                .as_u64()
-                                .is_some_and(|m| m < u64::from(horizon) && m >= u64::from(cutoff))
-                        })
-                        .is_some_and(|value| read_line(&value, &mut live));
-                    dropped += usize::from(!kept);
+                    // A minute past the horizon (it is rebuilt) or past retention is left out,
+                    // and so is a line torn by a crash; the file is then rewritten without them.
+                    let value = serde_json::from_str::<Value>(&line).ok();
+                    match value.as_ref().and_then(|v| v["minute"].as_u64()) {
+                        Some(m) if m < u64::from(horizon) && m >= u64::from(cutoff) => {
+                            let read = value.is_some_and(|value| read_line(&value, &mut live));
+                            unreadable += usize::from(!read);
+                        }
+                        Some(_) => dropped += 1,
+                        None => unreadable += 1,
+                    }
+                }
+                if unreadable > 0 {
+                    warn!(
+                        lines = unreadable,
+                        file = %dir.join(ROLLUPS).display(),
+                        "service graph: unreadable lines left out"
+                    );
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -697,7 +704,7 @@ impl ServiceGraph {
                 .values()
                 .map(|m| m.edges.len() + m.spans.len() + 1)
                 .sum();
-            if dropped > 0 || lines > 2 * entries {
+            if dropped + unreadable > 0 || lines > 2 * entries {
                 graph.rewrite(&mut live)?;
             } else {
                 live.rollups_bytes = fs::metadata(dir.join(ROLLUPS)).map_or(0, |m| m.len());
@@ -1253,6 +1260,28 @@ mod tests {
         let graph = ServiceGraph::open(dir.path(), Some(Duration::from_secs(3_600))).unwrap();
         assert_eq!(graph.query(&day(t0)).edges, vec![]);
         assert_eq!(graph.disk_bytes(), 0);
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_left_out_and_the_rest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = now_nanos() - 3 * 3_600_000_000_000;
+        {
+            let graph = ServiceGraph::open(dir.path(), None).unwrap();
+            shop(&graph, t0);
+            graph.close().unwrap();
+        }
+        let file = dir.path().join(ROLLUPS);
+        let mut text = fs::read_to_string(&file).unwrap();
+        text.push_str("{\"minute\": 1, \"par");
+        fs::write(&file, text).unwrap();
+        let graph = ServiceGraph::open(dir.path(), None).unwrap();
+        assert_eq!(edges(&graph.query(&day(t0))), expected());
+        // Rewritten without it.
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text
+            .lines()
+            .all(|line| serde_json::from_str::<Value>(line).is_ok()));
     }
 
     #[test]
