@@ -237,36 +237,65 @@ pub fn text_has_phrase(text: &str, words: &[String], slop: u32) -> bool {
     if words.is_empty() {
         return true;
     }
-    // For each prefix of the phrase, the latest position where it ends with every word at most
-    // `slop + 1` positions after the one before: one pass, no allocation per word of the text.
-    let reach = slop as usize + 1;
-    let mut ends: Vec<Option<usize>> = vec![None; words.len()];
+    let mut matcher = PhraseMatcher {
+        words,
+        reach: slop as usize + 1,
+        ends: vec![None; words.len()],
+        position: 0,
+    };
+    if text.is_ascii() {
+        // The analyzer's words of ASCII text, without copying them: runs of letters and
+        // digits under 40 bytes, compared without case.
+        return text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|word| !word.is_empty() && word.len() < MAX_WORD_BYTES)
+            .any(|word| matcher.next_word(word));
+    }
     let mut analyzer = body_analyzer();
     let mut stream = analyzer.token_stream(text);
-    let mut position = 0;
     while let Some(token) = stream.next() {
-        for (i, word) in words.iter().enumerate().rev() {
-            if token.text != *word {
-                continue;
-            }
-            let follows = i == 0 || ends[i - 1].is_some_and(|end| position - end <= reach);
-            if follows {
-                ends[i] = Some(position);
-            }
-        }
-        if ends[words.len() - 1].is_some() {
+        if matcher.next_word(&token.text) {
             return true;
         }
-        position += 1;
     }
     false
+}
+
+/// Words the body's analyzer drops, in bytes.
+const MAX_WORD_BYTES: usize = 40;
+
+/// For each prefix of the phrase, the latest position where it ends with every word at most
+/// `reach` positions after the one before: one pass over the text's words.
+struct PhraseMatcher<'a> {
+    words: &'a [String],
+    reach: usize,
+    ends: Vec<Option<usize>>,
+    position: usize,
+}
+
+impl PhraseMatcher<'_> {
+    /// Takes the text's next word (any case); true once the whole phrase has been seen.
+    fn next_word(&mut self, text: &str) -> bool {
+        for (i, word) in self.words.iter().enumerate().rev() {
+            if !text.eq_ignore_ascii_case(word) {
+                continue;
+            }
+            let follows =
+                i == 0 || self.ends[i - 1].is_some_and(|end| self.position - end <= self.reach);
+            if follows {
+                self.ends[i] = Some(self.position);
+            }
+        }
+        self.position += 1;
+        self.ends[self.words.len() - 1].is_some()
+    }
 }
 
 /// The analyzer of the body field: tantivy's `default` (split on non-alphanumerics, words over
 /// 40 bytes dropped, lower case).
 pub fn body_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
+        .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
         .filter(LowerCaser)
         .build()
 }
@@ -634,6 +663,15 @@ mod tests {
         assert!(text_has_phrase(text, &words("connection up"), 2));
         // A word repeated: the phrase may start at any of its occurrences.
         assert!(text_has_phrase("a b a c", &words("a c"), 0));
+        // Text that is not ASCII goes through the analyzer itself: the same answers.
+        let text = "Connexion refusée, connection refused — giving up";
+        assert!(text_has_phrase(text, &words("connection refused"), 0));
+        assert!(text_has_phrase(text, &words("refusée connection"), 0));
+        assert!(!text_has_phrase(text, &words("refused connexion"), 0));
+        // Words of 40 bytes or more are not words of the body, in either path.
+        let long = "x".repeat(40);
+        assert!(text_has_phrase(&format!("alpha {long} beta"), &words("alpha beta"), 0));
+        assert!(text_has_phrase(&format!("alpha {long} beta é"), &words("alpha beta"), 0));
     }
 
     #[test]
