@@ -670,8 +670,16 @@ mod tests {
         assert!(!text_has_phrase(text, &words("refused connexion"), 0));
         // Words of 40 bytes or more are not words of the body, in either path.
         let long = "x".repeat(40);
-        assert!(text_has_phrase(&format!("alpha {long} beta"), &words("alpha beta"), 0));
-        assert!(text_has_phrase(&format!("alpha {long} beta é"), &words("alpha beta"), 0));
+        assert!(text_has_phrase(
+            &format!("alpha {long} beta"),
+            &words("alpha beta"),
+            0
+        ));
+        assert!(text_has_phrase(
+            &format!("alpha {long} beta é"),
+            &words("alpha beta"),
+            0
+        ));
     }
 
     #[test]
