@@ -179,36 +179,28 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let server = start_server(&server_bin, &data_dir, &args.server_args)?;
-    let (pid, query) = (server.pid, server.query.clone());
+    let query = server.query.clone();
     let requests = Arc::new(requests);
-    let threads_before = thread_cpu_seconds(pid)?;
-    let cpu_before = cpu_seconds(pid)?;
-    let started = Instant::now();
     let load = requests.clone();
-    let refused = send_all(
-        &server.grpc,
+    // Searchable once the last batch's first trace is found.
+    let last = make_request(args.shape, requests.len() as u64 - 1, args.batch);
+    let last_trace = hex(&last.resource_spans[0].scope_spans[0].spans[0].trace_id);
+    let run = ingest(
+        &server,
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         args.streams,
         Arc::new(move |i| load.get(i).cloned()),
+        || Ok(http_get(&query, &format!("/api/traces/{last_trace}"))? == 200),
     )
     .await?;
-    let ack_elapsed = started.elapsed();
-    let cpu_ack = cpu_seconds(pid)? - cpu_before;
-    let rss_after = vm_kib(pid, "VmRSS:")?;
-
-    // Wait until the last batch's spans are searchable.
-    let last = make_request(args.shape, requests.len() as u64 - 1, args.batch);
-    let last_trace = hex(&last.resource_spans[0].scope_spans[0].spans[0].trace_id);
-    while http_get(&query, &format!("/api/traces/{last_trace}"))? != 200 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let searchable_elapsed = started.elapsed();
-    let cpu_total = cpu_seconds(pid)? - cpu_before;
-    let threads = thread_cpu_seconds(pid)?;
-    let (_, self_metrics) = http_get_body(&query, "/metrics")?;
-    let peak_rss = vm_kib(pid, "VmHWM:")?;
-    // Let the last commit and merges settle before measuring the disk and the queries.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let IngestRun {
+        refused,
+        ack_elapsed,
+        cpu_ack,
+        searchable_elapsed,
+        cpu_total,
+        ..
+    } = run;
     let query_report = if args.no_queries {
         Vec::new()
     } else {
@@ -235,8 +227,8 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     println!("server CPU: {cpu_ack:.1} s until acknowledged ({:.2} cores), {cpu_total:.1} s until searchable", cpu_ack / secs);
     println!(
         "server RSS: {:.0} MiB after the load, peak {:.0} MiB",
-        rss_after as f64 / 1024.0,
-        peak_rss as f64 / 1024.0
+        run.rss_after as f64 / 1024.0,
+        run.peak_rss as f64 / 1024.0
     );
     println!(
         "disk: span index {:.1} MB = {:.0} B/span; write-ahead log left {:.1} MB",
@@ -247,30 +239,104 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     for line in query_report {
         println!("{line}");
     }
-    profile(
-        &threads_before,
-        &threads,
-        cpu_total,
-        &self_metrics,
+    run.report(
         "traces",
+        ("spans", total_spans as f64),
+        (total_spans as f64, "spans/s"),
+        ("span", index_bytes as f64 / total_spans as f64),
         report,
-    );
-    report.figure("spans", total_spans as f64, "spans");
-    report.figure("acknowledged", total_spans as f64 / secs, "spans/s");
-    report.figure(
-        "searchable",
-        total_spans as f64 / searchable_elapsed.as_secs_f64(),
-        "spans/s",
-    );
-    report.figure("server CPU until acknowledged", cpu_ack / secs, "cores");
-    report.figure("server peak RSS", peak_rss as f64 / 1024.0, "MiB");
-    report.figure(
-        "disk per span",
-        index_bytes as f64 / total_spans as f64,
-        "B",
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// What one ingest run measured of the server.
+struct IngestRun {
+    refused: u64,
+    ack_elapsed: Duration,
+    cpu_ack: f64,
+    rss_after: u64,
+    searchable_elapsed: Duration,
+    cpu_total: f64,
+    threads_before: std::collections::BTreeMap<String, f64>,
+    threads: std::collections::BTreeMap<String, f64>,
+    self_metrics: String,
+    peak_rss: u64,
+}
+
+/// Sends `load` to the gRPC method `path`, then waits until `searchable` says the last record
+/// is found; measures the server's CPU (per thread) and memory on the way, and lets the last
+/// commit and merges settle for 3 s before the caller measures disk and queries.
+async fn ingest(
+    server: &BenchServer,
+    path: &'static str,
+    streams: usize,
+    load: Load,
+    mut searchable: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<IngestRun> {
+    let pid = server.pid;
+    let threads_before = thread_cpu_seconds(pid)?;
+    let cpu_before = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let refused = send_all(&server.grpc, path, streams, load).await?;
+    let ack_elapsed = started.elapsed();
+    let cpu_ack = cpu_seconds(pid)? - cpu_before;
+    let rss_after = vm_kib(pid, "VmRSS:")?;
+    while !searchable()? {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let searchable_elapsed = started.elapsed();
+    let run = IngestRun {
+        refused,
+        ack_elapsed,
+        cpu_ack,
+        rss_after,
+        searchable_elapsed,
+        cpu_total: cpu_seconds(pid)? - cpu_before,
+        threads_before,
+        threads: thread_cpu_seconds(pid)?,
+        self_metrics: http_get_body(&server.query, "/metrics")?.1,
+        peak_rss: vm_kib(pid, "VmHWM:")?,
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Ok(run)
+}
+
+impl IngestRun {
+    /// The run's figures: the CPU profile, then how many records (`count`), `amount` per
+    /// second acknowledged and searchable, CPU, peak RSS and disk per record.
+    fn report(
+        &self,
+        signal: &str,
+        count: (&str, f64),
+        amount: (f64, &str),
+        disk_per: (&str, f64),
+        report: &mut Report,
+    ) {
+        profile(
+            &self.threads_before,
+            &self.threads,
+            self.cpu_total,
+            &self.self_metrics,
+            signal,
+            report,
+        );
+        let secs = self.ack_elapsed.as_secs_f64();
+        report.figure(count.0, count.1, count.0);
+        report.figure("acknowledged", amount.0 / secs, amount.1);
+        report.figure(
+            "searchable",
+            amount.0 / self.searchable_elapsed.as_secs_f64(),
+            amount.1,
+        );
+        report.figure(
+            "server CPU until acknowledged",
+            self.cpu_ack / secs,
+            "cores",
+        );
+        report.figure("server peak RSS", self.peak_rss as f64 / 1024.0, "MiB");
+        report.figure(format!("disk per {}", disk_per.0), disk_per.1, "B");
+    }
 }
 
 /// Log ingest: about 1 KB structured JSON lines, then log queries.
@@ -296,7 +362,6 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     );
 
     let server = start_server(&server_bin, &data_dir, &args.server_args)?;
-    let pid = server.pid;
     let batch = args.batch;
     let encoded = Arc::new(AtomicU64::new(0));
     let counter = encoded.clone();
@@ -307,20 +372,6 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             bytes
         })
     });
-    let threads_before = thread_cpu_seconds(pid)?;
-    let cpu_before = cpu_seconds(pid)?;
-    let own_cpu_before = cpu_seconds(std::process::id())?;
-    let started = Instant::now();
-    let refused = send_all(
-        &server.grpc,
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-        args.streams,
-        load,
-    )
-    .await?;
-    let ack_elapsed = started.elapsed();
-    let cpu_ack = cpu_seconds(pid)? - cpu_before;
-    let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
     // Searchable: the last request's last line is found.
     let last = make_log_request(requests as u64 - 1, batch);
     let last_id = last.resource_logs[0].scope_logs[0].log_records[batch - 1]
@@ -333,21 +384,30 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             _ => None,
         })
         .context("no line.id")?;
-    while http_get_body(
-        &server.query,
-        &format!("/api/v1/logs?query=line.id:{last_id}&limit=1"),
-    )?
-    .1
-    .contains("\"data\":[]")
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let searchable = started.elapsed();
-    let cpu_total = cpu_seconds(pid)? - cpu_before;
-    let threads = thread_cpu_seconds(pid)?;
-    let (_, self_metrics) = http_get_body(&server.query, "/metrics")?;
-    let peak_rss = vm_kib(pid, "VmHWM:")?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let own_cpu_before = cpu_seconds(std::process::id())?;
+    let run = ingest(
+        &server,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        args.streams,
+        load,
+        || {
+            let path = format!("/api/v1/logs?query=line.id:{last_id}&limit=1");
+            Ok(!http_get_body(&server.query, &path)?
+                .1
+                .contains("\"data\":[]"))
+        },
+    )
+    .await?;
+    let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
+    let IngestRun {
+        refused,
+        ack_elapsed,
+        cpu_ack,
+        searchable_elapsed: searchable,
+        cpu_total,
+        peak_rss,
+        ..
+    } = run;
     let query_report = if args.no_queries {
         Vec::new()
     } else {
@@ -387,27 +447,12 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     for line in query_report {
         println!("{line}");
     }
-    profile(
-        &threads_before,
-        &threads,
-        cpu_total,
-        &self_metrics,
+    run.report(
         "logs",
+        ("lines", total_lines as f64),
+        (body_mb, "MB/s of bodies"),
+        ("line", index_bytes as f64 / total_lines as f64),
         report,
-    );
-    report.figure("lines", total_lines as f64, "lines");
-    report.figure("acknowledged", body_mb / secs, "MB/s of bodies");
-    report.figure(
-        "searchable",
-        body_mb / searchable.as_secs_f64(),
-        "MB/s of bodies",
-    );
-    report.figure("server CPU until acknowledged", cpu_ack / secs, "cores");
-    report.figure("server peak RSS", peak_rss as f64 / 1024.0, "MiB");
-    report.figure(
-        "disk per line",
-        index_bytes as f64 / total_lines as f64,
-        "B",
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
@@ -474,25 +519,13 @@ fn measure_log_queries(
     ];
     let mut report = Vec::new();
     for (name, paths) in cases {
-        let mut times = Vec::new();
-        let mut found = 0;
-        for path in &paths {
-            let started = Instant::now();
-            let (status, body) = http_get_body(query, path)?;
-            times.push(started.elapsed());
-            if status != 200 {
-                bail!("{path}: HTTP {status}: {body}");
-            }
-            found = body.matches("\"cursor\":").count();
-        }
-        times.sort();
-        figures.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
-        figures.figure(format!("{name}: max"), millis(times[times.len() - 1]), "ms");
+        let timed = time_gets(query, &paths)?;
+        figures.figure(format!("{name}: p50"), millis(timed.p50()), "ms");
+        figures.figure(format!("{name}: max"), millis(timed.max()), "ms");
+        let found = timed.last_body.matches("\"cursor\":").count();
         report.push(format!(
-            "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs, {found} lines in the last answer)",
-            times[times.len() / 2].as_secs_f64() * 1e3,
-            times[times.len() - 1].as_secs_f64() * 1e3,
-            times.len()
+            "query: {name}: {}",
+            timed.summary(&format!(", {found} lines in the last answer"))
         ));
     }
     Ok(report)
@@ -815,22 +848,9 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             ),
         ];
         for (name, path, runs) in cases {
-            let mut times = Vec::new();
-            for _ in 0..runs {
-                let started = Instant::now();
-                let (status, body) = http_get_body(&server.query, &path)?;
-                times.push(started.elapsed());
-                if status != 200 {
-                    bail!("{path}: HTTP {status}: {body}");
-                }
-            }
-            times.sort();
-            report.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
-            println!(
-                "query: {name}: p50 {:.1} ms, max {:.1} ms ({runs} runs)",
-                times[times.len() / 2].as_secs_f64() * 1e3,
-                times[times.len() - 1].as_secs_f64() * 1e3
-            );
+            let timed = time_gets(&server.query, &vec![path; runs])?;
+            report.figure(format!("{name}: p50"), millis(timed.p50()), "ms");
+            println!("query: {name}: {}", timed.summary(""));
         }
     }
     server.stop();
@@ -1150,24 +1170,10 @@ fn measure_queries(
     ];
     let mut report = Vec::new();
     for (name, paths) in cases {
-        let mut times = Vec::new();
-        for path in &paths {
-            let started = Instant::now();
-            let status = http_get(query, path)?;
-            times.push(started.elapsed());
-            if status != 200 {
-                bail!("{path}: HTTP {status}");
-            }
-        }
-        times.sort();
-        figures.figure(format!("{name}: p50"), millis(times[times.len() / 2]), "ms");
-        figures.figure(format!("{name}: max"), millis(times[times.len() - 1]), "ms");
-        report.push(format!(
-            "query: {name}: p50 {:.1} ms, max {:.1} ms ({} runs)",
-            times[times.len() / 2].as_secs_f64() * 1e3,
-            times[times.len() - 1].as_secs_f64() * 1e3,
-            times.len()
-        ));
+        let timed = time_gets(query, &paths)?;
+        figures.figure(format!("{name}: p50"), millis(timed.p50()), "ms");
+        figures.figure(format!("{name}: max"), millis(timed.max()), "ms");
+        report.push(format!("query: {name}: {}", timed.summary("")));
     }
     Ok(report)
 }
@@ -1410,6 +1416,54 @@ fn profile(
         );
         report.figure("commit wall time in all", sum, "s");
     }
+}
+
+/// The times of GETs on the query port, sorted, and the body of the last answer.
+struct Timed {
+    times: Vec<Duration>,
+    last_body: String,
+}
+
+impl Timed {
+    fn p50(&self) -> Duration {
+        self.times[self.times.len() / 2]
+    }
+
+    fn max(&self) -> Duration {
+        self.times[self.times.len() - 1]
+    }
+
+    /// `p50 1.2 ms, max 3.4 ms (21 runs{more})`.
+    fn summary(&self, more: &str) -> String {
+        format!(
+            "p50 {:.1} ms, max {:.1} ms ({} runs{more})",
+            millis(self.p50()),
+            millis(self.max()),
+            self.times.len()
+        )
+    }
+}
+
+/// Times a GET of each path, one after the other; any answer but 200 stops the bench.
+fn time_gets(query: &str, paths: &[String]) -> anyhow::Result<Timed> {
+    let mut timed = Timed {
+        times: Vec::with_capacity(paths.len()),
+        last_body: String::new(),
+    };
+    for path in paths {
+        let started = Instant::now();
+        let (status, body) = http_get_body(query, path)?;
+        timed.times.push(started.elapsed());
+        if status != 200 {
+            bail!("{path}: HTTP {status}: {body}");
+        }
+        timed.last_body = body;
+    }
+    if timed.times.is_empty() {
+        bail!("no query to time");
+    }
+    timed.times.sort();
+    Ok(timed)
 }
 
 fn millis(duration: Duration) -> f64 {
