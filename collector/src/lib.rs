@@ -16,6 +16,14 @@
 //! - [`metrics`]: Sightline's own ingest metrics.
 
 pub mod error;
+
+/// Now, in Unix nanoseconds (0 if the clock is before 1970).
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
+
 mod index;
 pub mod log_store;
 pub mod metric_store;

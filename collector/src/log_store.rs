@@ -13,7 +13,6 @@
 //! own attributes win on a name clash).
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
@@ -457,10 +456,7 @@ pub struct LogEncoder {
 impl LogEncoder {
     /// Completes (see [`complete`]) and encodes the (validated) records of a request.
     pub fn batch(&self, request: &mut ExportLogsServiceRequest) -> Batch {
-        let received = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
+        let received = crate::now_nanos();
         let mut payload = Vec::new();
         let mut documents = Vec::new();
         let mut encoded = Vec::new();

@@ -455,10 +455,7 @@ pub struct SpanObservers {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
+    (crate::now_nanos() / 1_000_000) as i64
 }
 
 fn start_metric_lane(

@@ -8,7 +8,7 @@
 //! segments with many deletes are merged away by the merge policy.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tantivy::collector::Count;
 use tantivy::query::RangeQuery;
@@ -115,10 +115,7 @@ impl LaneRetention {
         self.last_check = Some(Instant::now());
         let settings = &self.retention.settings;
         let metrics = &self.retention.metrics;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
+        let now = crate::now_nanos();
         let mut cutoffs = Vec::new();
         if let Some(age) = settings.max_age {
             cutoffs.push((now.saturating_sub(age.as_nanos() as u64), "age"));

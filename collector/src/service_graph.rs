@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use sightline_proto::span::{service_name, string_attribute};
 use tracing::warn;
 
+use crate::now_nanos;
 pub use crate::span_metrics::PAIRING_WINDOW;
 
 const MINUTE_NANOS: u64 = 60_000_000_000;
@@ -623,13 +624,6 @@ pub struct ServiceGraph {
     retention: Option<Duration>,
     started: Instant,
     live: Mutex<Live>,
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64
 }
 
 const ROLLUPS: &str = "rollups.jsonl";

@@ -13,7 +13,7 @@
 //! counters and gauges. The same seed gives the same sequence of requests and outcomes.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -33,6 +33,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use tracing::{info, warn};
+
+use crate::time::now_nanos;
 
 /// What to send and how fast.
 #[derive(Debug, Clone, clap::Args)]
@@ -189,13 +191,6 @@ impl Rng {
     fn millis(&mut self, ms: u64) -> u64 {
         ms / 2 + self.next() % (ms * 3 / 2 + 1)
     }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64
 }
 
 fn text(key: &str, value: impl Into<String>) -> KeyValue {

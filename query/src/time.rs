@@ -1,6 +1,6 @@
 //! Times as the APIs read and write them: unix nanoseconds, RFC 3339.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Unix nanoseconds, or an RFC 3339 time.
 pub fn parse_time_nanos(text: &str) -> Option<u64> {
@@ -11,12 +11,7 @@ pub fn parse_time_nanos(text: &str) -> Option<u64> {
     u64::try_from(time.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
 }
 
-/// Now, in unix nanoseconds.
-pub fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use sightline_collector::now_nanos;
 
 /// Unix nanoseconds as RFC 3339 with nanoseconds.
 pub fn format_time(nanos: u64) -> String {
