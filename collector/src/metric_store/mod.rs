@@ -184,9 +184,18 @@ struct SeriesIndex {
 }
 
 impl SeriesIndex {
+    /// The series of `labels`, if it exists; called for every sample, so the usual label set
+    /// (up to 16 labels) is looked up without allocating.
     fn id_of(&self, labels: &Labels) -> Option<SeriesId> {
-        let packed = self.symbols.lookup(labels)?;
-        self.ids.get(packed.as_slice()).copied()
+        let mut stack = [(0, 0); 16];
+        if labels.len() > stack.len() {
+            let packed = self.symbols.lookup(labels)?;
+            return self.ids.get(packed.as_slice()).copied();
+        }
+        for (slot, (k, v)) in stack.iter_mut().zip(labels) {
+            *slot = (self.symbols.get(k)?, self.symbols.get(v)?);
+        }
+        self.ids.get(&stack[..labels.len()]).copied()
     }
 }
 
@@ -745,6 +754,31 @@ mod tests {
             selected[0].1,
             [(now - 3000, 5.0), (now - 2000, 7.0), (now - 1000, 7.0)]
         );
+    }
+
+    #[test]
+    fn a_series_is_found_again_by_its_labels_short_or_long() {
+        let store = MetricStore::new(MetricSettings::default());
+        let now = 10_000_000;
+        let names: Vec<String> = (0..20).map(|i| format!("l{i:02}")).collect();
+        let long: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        let short = labels("a", &[("job", "api")]);
+        let long = labels("b", &long);
+        for t in [now - 2000, now - 1000] {
+            let outcome = store.ingest(
+                translated(vec![
+                    sample(short.clone(), t, 1.0, false),
+                    sample(long.clone(), t, 1.0, false),
+                ]),
+                now,
+            );
+            assert_eq!(outcome.accepted, 2);
+        }
+        assert_eq!(store.stats().series, 2);
+        let selected = store.select(&[("l19", "v")], &|_| true, 0, now);
+        assert_eq!(selected.len(), 1);
+        assert_eq!(selected[0].0.as_ref(), &long);
+        assert_eq!(selected[0].1.len(), 2);
     }
 
     #[test]
