@@ -444,6 +444,21 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for (field, parts) in bytes_by_field(&data_dir.join("logs"))? {
+        let per_line = |bytes: u64| bytes as f64 / total_lines as f64;
+        let total = per_line(parts.iter().map(|(_, bytes)| bytes).sum());
+        if total >= 0.5 {
+            println!(
+                "  {field}: {total:.0} B/line ({})",
+                parts
+                    .iter()
+                    .filter(|(_, bytes)| per_line(*bytes) >= 0.5)
+                    .map(|(part, bytes)| format!("{part} {:.0}", per_line(*bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     for line in query_report {
         println!("{line}");
     }
@@ -1512,6 +1527,42 @@ fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
     let mut sizes: Vec<_> = sizes.into_iter().collect();
     sizes.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
     sizes
+}
+
+/// Bytes of a tantivy index by field, each split into its parts (terms, postings, positions, fast
+/// column, field norms), and the doc store; largest field first.
+fn bytes_by_field(
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<(String, Vec<(&'static str, u64)>)>> {
+    let searcher = tantivy::Index::open_in_dir(dir)?.reader()?.searcher();
+    let mut fields = std::collections::BTreeMap::<String, Vec<(&'static str, u64)>>::new();
+    for segment in searcher.space_usage()?.segments() {
+        let parts = [
+            ("terms", segment.termdict()),
+            ("postings", segment.postings()),
+            ("positions", segment.positions()),
+            ("fast", segment.fast_fields()),
+            ("norms", segment.fieldnorms()),
+        ];
+        for (part, usage) in parts {
+            for field in usage.fields() {
+                let sizes = fields.entry(field.field_name().to_owned()).or_default();
+                let bytes = field.total().get_bytes();
+                match sizes.iter_mut().find(|(name, _)| *name == part) {
+                    Some((_, total)) => *total += bytes,
+                    None => sizes.push((part, bytes)),
+                }
+            }
+        }
+        let store = fields.entry("(doc store)".to_owned()).or_default();
+        match store.first_mut() {
+            Some((_, total)) => *total += segment.store().total().get_bytes(),
+            None => store.push(("store", segment.store().total().get_bytes())),
+        }
+    }
+    let mut fields: Vec<_> = fields.into_iter().collect();
+    fields.sort_by_key(|(_, parts)| std::cmp::Reverse(parts.iter().map(|(_, b)| b).sum::<u64>()));
+    Ok(fields)
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
