@@ -678,23 +678,17 @@ fn make_log_request(index: u64, batch: usize) -> ExportLogsServiceRequest {
 
 /// Metric ingest: `--series` counters with 15 s samples over `--hours`, then PromQL.
 async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
-    const STEP_MS: i64 = 15_000;
-    const PER_REQUEST: usize = 2_500;
     let (server_bin, data_dir) = server_bin_and_data_dir(args)?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let steps = (args.hours * 3_600_000.0 / STEP_MS as f64) as i64;
-    let first_ms = now_ms - steps * STEP_MS;
+    let steps = (args.hours * 3_600_000.0 / METRIC_STEP_MS as f64) as i64;
+    let first_ms = now_ms - steps * METRIC_STEP_MS;
     let series = args.series;
-    // Each stream owns a slice of the series and sends it one timestamp after the other, so
-    // every series receives its samples in time order.
-    let streams = args.streams.max(1);
-    let group = series.div_ceil(streams);
-    let requests_per_step = group.div_ceil(PER_REQUEST);
     let total_samples = series as u64 * steps as u64;
+    let streams = args.streams.max(1);
     println!(
-        "load: {series} counters x {steps} samples (15 s apart, {:.1} h) = {total_samples} samples, {PER_REQUEST} per request, {streams} streams",
+        "load: {series} counters x {steps} samples (15 s apart, {:.1} h) = {total_samples} samples, {METRICS_PER_REQUEST} per request, {streams} streams",
         args.hours
     );
     let mut extra = vec![
@@ -702,136 +696,114 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         format!("{}h", (args.hours * 2.0).ceil() as u64 + 1),
     ];
     extra.extend(args.server_args.iter().cloned());
-    // Up to 10M samples (about 400 MB of requests) are encoded before the clock starts.
-    let pre_encode = total_samples <= 10_000_000;
-    println!(
-        "load encoded {}",
-        if pre_encode {
-            "before the clock starts"
-        } else {
-            "while it is sent"
-        }
-    );
     let server = start_server(&server_bin, &data_dir, &extra)?;
     let pid = server.pid;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = vm_kib(pid, "VmRSS:")?;
-    let mut loads = Vec::new();
-    for stream in 0..streams {
-        let lo = stream * group;
-        let hi = ((stream + 1) * group).min(series);
-        let encode = move |i: usize| {
-            let step = (i / requests_per_step) as i64;
-            let part = i % requests_per_step;
-            if step >= steps || lo >= hi {
-                return None;
-            }
-            let from = lo + part * PER_REQUEST;
-            let to = (from + PER_REQUEST).min(hi);
-            Some(Bytes::from(
-                make_metrics_request(from..to, first_ms + step * STEP_MS, first_ms).encode_to_vec(),
-            ))
-        };
-        let load: Load = if pre_encode {
-            let requests: Vec<Bytes> = (0..).map_while(encode).collect();
-            Arc::new(move |i| requests.get(i).cloned())
-        } else {
-            Arc::new(encode)
-        };
-        loads.push(load);
-    }
+    let idle = at_rest(&server, Duration::ZERO)?;
+
+    // Memory as Prometheus and VictoriaMetrics quote it: a cost per sample and a cost per
+    // series, measured as what the resident set grows by. The load comes in three phases, with
+    // the memory at rest read after each: the first half of the series over the first half of
+    // the hours, the same series over the second half (only samples are added: the cost per
+    // sample), then the other half of the series over all the hours (what that adds beyond its
+    // samples' cost is the cost per series).
+    let half = series / 2;
+    let phases = [
+        (
+            "first half of the series, first half of the hours",
+            0..half,
+            0..steps / 2,
+        ),
+        (
+            "first half of the series, second half of the hours",
+            0..half,
+            steps / 2..steps,
+        ),
+        (
+            "second half of the series, all the hours",
+            half..series,
+            0..steps,
+        ),
+    ];
     let cpu_before = cpu_seconds(pid)?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for load in loads {
-        let grpc = server.grpc.clone();
-        tasks.push(tokio::spawn(async move {
-            send_all(
-                &grpc,
-                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-                1,
-                load,
-            )
-            .await
-        }));
-    }
+    let mut sending = Duration::ZERO;
     let mut refused = 0;
-    for task in tasks {
-        refused += task.await??;
+    let mut rests = Vec::new();
+    for (name, phase_series, phase_steps) in phases {
+        let (elapsed, phase_refused) =
+            send_metrics_phase(&server, phase_series, phase_steps, streams, first_ms).await?;
+        sending += elapsed;
+        refused += phase_refused;
+        // Once ingest has stopped, what stays resident is what the series hold: the server
+        // hands freed memory back every few seconds.
+        let rest = at_rest(&server, Duration::from_secs(12))?;
+        println!(
+            "  {name}: sent in {:.1} s; at rest {} series, {} samples, RSS {:.1} MiB",
+            elapsed.as_secs_f64(),
+            rest.series,
+            rest.samples,
+            rest.rss as f64 / (1 << 20) as f64
+        );
+        rests.push(rest);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = sending.as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu_before;
     let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
-    let rss_after = vm_kib(pid, "VmRSS:")?;
     let peak = vm_kib(pid, "VmHWM:")?;
-    let (_, tsdb) = http_get_body(&server.query, "/prometheus/api/v1/status/tsdb")?;
-    let tsdb: serde_json::Value = serde_json::from_str(&tsdb)?;
-    let stored = tsdb["data"]["sightline"]["samples"].as_u64().unwrap_or(0);
-    let chunk_bytes = tsdb["data"]["sightline"]["chunkBytes"]
-        .as_u64()
-        .unwrap_or(0);
-    let stored_series = tsdb["data"]["headStats"]["numSeries"].as_u64().unwrap_or(0);
-    let series_bytes = tsdb["data"]["sightline"]["seriesBytes"]
-        .as_u64()
-        .unwrap_or(0);
+    let [first, second, last] = [&rests[0], &rests[1], &rests[2]];
+    let per_sample = (second.rss - first.rss) / (second.samples - first.samples).max(1) as f64;
+    let per_series = ((last.rss - second.rss)
+        - per_sample * (last.samples - second.samples) as f64)
+        / (last.series - second.series).max(1) as f64;
     println!(
-        "acknowledged: {total_samples} samples in {elapsed:.2} s = {:.0} samples/s; refused (retried): {refused}",
+        "acknowledged: {total_samples} samples in {elapsed:.2} s of sending = {:.0} samples/s; refused (retried): {refused}",
         total_samples as f64 / elapsed
     );
     println!(
-        "server CPU: {cpu:.1} s ({:.2} cores); generator (this process) {own_cpu:.1} s",
+        "server CPU: {cpu:.1} s ({:.2} cores while sending); generator (this process) {own_cpu:.1} s",
         cpu / elapsed
     );
-    println!("stored: {stored} samples in {stored_series} series");
+    println!("stored: {} samples in {} series", last.samples, last.series);
     println!(
         "store's own estimate: {:.0} B per series besides samples (labels, index, structs; no allocator overhead)",
-        series_bytes as f64 / stored_series.max(1) as f64
+        last.series_bytes / last.series.max(1) as f64
     );
     println!(
-        "memory: compressed samples {:.2} B/sample; RSS {:.0} -> {:.0} MiB (peak {:.0} MiB): {:.2} B/sample, {:.0} B/series all included",
-        chunk_bytes as f64 / stored.max(1) as f64,
-        rss_before as f64 / 1024.0,
-        rss_after as f64 / 1024.0,
+        "memory: compressed samples {:.2} B/sample; RSS {:.0} MiB idle, {:.0} MiB at rest after the load (peak {:.0} MiB)",
+        last.chunk_bytes / last.samples.max(1) as f64,
+        idle.rss / (1 << 20) as f64,
+        last.rss / (1 << 20) as f64,
         peak as f64 / 1024.0,
-        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored.max(1) as f64,
-        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored_series.max(1) as f64,
+    );
+    println!(
+        "memory by RSS: {per_sample:.2} B per sample (all included: chunks, their growth and fragmentation), {per_series:.0} B per series beyond its samples' cost"
+    );
+    let besides_samples = ((last.rss - idle.rss) - last.chunk_bytes) / last.series.max(1) as f64;
+    println!(
+        "memory by RSS, whole: {besides_samples:.0} B/series besides the compressed samples (what the server holds besides chunks, idle RSS aside, over the series)"
     );
     report.figure("samples", total_samples as f64, "samples");
     report.figure("acknowledged", total_samples as f64 / elapsed, "samples/s");
     report.figure("server CPU", cpu / elapsed, "cores");
     report.figure(
         "compressed samples",
-        chunk_bytes as f64 / stored.max(1) as f64,
+        last.chunk_bytes / last.samples.max(1) as f64,
         "B/sample",
     );
     report.figure(
         "store's estimate per series besides samples",
-        series_bytes as f64 / stored_series.max(1) as f64,
+        last.series_bytes / last.series.max(1) as f64,
         "B/series",
     );
-    report.figure(
-        "RSS growth per series, all included",
-        (rss_after.saturating_sub(rss_before) * 1024) as f64 / stored_series.max(1) as f64,
-        "B/series",
-    );
-    report.figure("server peak RSS", peak as f64 / 1024.0, "MiB");
-    // At rest: once ingest has stopped, what stays resident is what the series hold. The
-    // server hands freed memory back every few seconds.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let rss_rest = vm_kib(pid, "VmRSS:")?;
-    let besides_samples = ((rss_rest.saturating_sub(rss_before) * 1024) as f64
-        - chunk_bytes as f64)
-        / stored_series.max(1) as f64;
-    println!(
-        "memory at rest (12 s after the load): RSS {:.0} MiB; {besides_samples:.0} B/series besides the compressed samples",
-        rss_rest as f64 / 1024.0
-    );
+    report.figure("RSS per sample, all included", per_sample, "B/sample");
+    report.figure("RSS per series beyond its samples", per_series, "B/series");
     report.figure(
         "RSS at rest per series besides compressed samples",
         besides_samples,
         "B/series",
     );
+    report.figure("server peak RSS", peak as f64 / 1024.0, "MiB");
     if !args.no_queries {
         let end_s = now_ms as f64 / 1000.0;
         let encode = |q: &str| {
@@ -875,6 +847,107 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// The metric store at rest: resident memory and what `status/tsdb` says it holds.
+struct AtRest {
+    rss: f64,
+    series: u64,
+    samples: u64,
+    chunk_bytes: f64,
+    series_bytes: f64,
+}
+
+/// Waits `settle`, then reads the server's RSS and its TSDB status.
+fn at_rest(server: &BenchServer, settle: Duration) -> anyhow::Result<AtRest> {
+    std::thread::sleep(settle);
+    let rss = (vm_kib(server.pid, "VmRSS:")? * 1024) as f64;
+    let (_, tsdb) = http_get_body(&server.query, "/prometheus/api/v1/status/tsdb")?;
+    let tsdb: serde_json::Value = serde_json::from_str(&tsdb)?;
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    Ok(AtRest {
+        rss,
+        series: number(&tsdb["data"]["headStats"]["numSeries"]),
+        samples: number(&tsdb["data"]["sightline"]["samples"]),
+        chunk_bytes: number(&tsdb["data"]["sightline"]["chunkBytes"]) as f64,
+        series_bytes: number(&tsdb["data"]["sightline"]["seriesBytes"]) as f64,
+    })
+}
+
+/// Time between two samples of a series in the metric load.
+const METRIC_STEP_MS: i64 = 15_000;
+/// Samples per export request of the metric load.
+const METRICS_PER_REQUEST: usize = 2_500;
+
+/// Sends the samples of `series` at `steps` after `first_ms` (each stream owns a slice of the series and sends
+/// it one timestamp after the other, so every series receives its samples in time order).
+/// Up to 10M samples (about 400 MB of requests) are encoded before the clock starts, more while
+/// they are sent. Returns the time spent sending and the refusals retried.
+async fn send_metrics_phase(
+    server: &BenchServer,
+    series: std::ops::Range<usize>,
+    steps: std::ops::Range<i64>,
+    streams: usize,
+    first_ms: i64,
+) -> anyhow::Result<(Duration, u64)> {
+    let group = series.len().div_ceil(streams);
+    let pre_encode = series.len() as u64 * (steps.end - steps.start).max(0) as u64 <= 10_000_000;
+    let mut loads = Vec::new();
+    for stream in 0..streams {
+        let lo = series.start + stream * group;
+        let hi = (lo + group).min(series.end);
+        let steps = steps.clone();
+        // The stream's samples, step after step, cut into requests of the same size whatever
+        // the slice's width (a request may end inside a step, or hold several).
+        let width = hi.saturating_sub(lo);
+        let samples = width * (steps.end - steps.start).max(0) as usize;
+        let encode = move |i: usize| {
+            let begin = i * METRICS_PER_REQUEST;
+            let end = (begin + METRICS_PER_REQUEST).min(samples);
+            if begin >= end {
+                return None;
+            }
+            let runs: Vec<_> = (begin / width..=(end - 1) / width)
+                .map(|k| {
+                    let from = lo + begin.max(k * width) - k * width;
+                    let to = lo + end.min((k + 1) * width) - k * width;
+                    (
+                        from..to,
+                        first_ms + (steps.start + k as i64) * METRIC_STEP_MS,
+                    )
+                })
+                .collect();
+            Some(Bytes::from(
+                make_metrics_request(&runs, first_ms).encode_to_vec(),
+            ))
+        };
+        let load: Load = if pre_encode {
+            let requests: Vec<Bytes> = (0..).map_while(encode).collect();
+            Arc::new(move |i| requests.get(i).cloned())
+        } else {
+            Arc::new(encode)
+        };
+        loads.push(load);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for load in loads {
+        let grpc = server.grpc.clone();
+        tasks.push(tokio::spawn(async move {
+            send_all(
+                &grpc,
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                1,
+                load,
+            )
+            .await
+        }));
+    }
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await??;
+    }
+    Ok((started.elapsed(), refused))
 }
 
 /// Crash recovery: rich spans are sent with commits held off, so that everything acknowledged is
@@ -946,19 +1019,20 @@ async fn run_recovery(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One timestamp of the counters `series`: service `svc-<i % 20>`, pod `pod-<i / 20>`, values
+/// Runs of counters, each `(series, timestamp)`: service `svc-<i % 20>`, pod `pod-<i / 20>`, values
 /// growing by a few requests per 15 s.
 fn make_metrics_request(
-    series: std::ops::Range<usize>,
-    t_ms: i64,
+    runs: &[(std::ops::Range<usize>, i64)],
     start_ms: i64,
 ) -> ExportMetricsServiceRequest {
     use sightline_proto::otlp::metrics::v1::{
         metric, number_data_point, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     };
-    let step = ((t_ms - start_ms) / 15_000) as u64;
-    let points = series
-        .map(|i| {
+    let points = runs
+        .iter()
+        .flat_map(|(series, t_ms)| series.clone().map(move |i| (i, *t_ms)))
+        .map(|(i, t_ms)| {
+            let step = ((t_ms - start_ms) / METRIC_STEP_MS) as u64;
             // A counter that needs no history: a per-series rate per step plus noise below the
             // rate, so it never goes down.
             let rate = 1 + mix(i as u64) % 9;
