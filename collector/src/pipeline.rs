@@ -20,6 +20,7 @@
 //! acknowledges them all.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -93,6 +94,11 @@ pub enum PipelineError {
     },
     #[error("failed to start a pipeline thread: {0}")]
     Thread(std::io::Error),
+    #[error("metric store snapshot in {path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The transport a request came in on: a metric label.
@@ -436,13 +442,27 @@ impl Ingester {
 
 /// The metrics lane: its write-ahead log and the in-memory store it feeds. There is no index
 /// to commit: a batch is applied to the store as soon as it is durable, before it is
-/// acknowledged. The log is replayed whole at start (samples past retention are dropped), and
-/// its segments are deleted once everything in them is older than the retention (checked as
-/// batches are written; the store's own retention is run by the caller on a timer).
+/// acknowledged. Every `snapshot_interval`, and at shutdown, the store is written to
+/// `snapshot_dir` and the log segments it covers are deleted; at start the snapshot is read and
+/// the log after it replayed (samples past retention are dropped). Segments are also deleted
+/// once everything in them is older than the retention (checked as batches are written; the
+/// store's own retention is run by the caller on a timer).
 pub struct MetricLane {
     pub wal_dir: PathBuf,
+    pub snapshot_dir: PathBuf,
+    pub snapshot_interval: Duration,
     pub store: MetricStore,
     pub translate: TranslateSettings,
+}
+
+/// The metrics lane's threads: the write-ahead log writer, which applies batches to the store,
+/// and the snapshot writer.
+struct RunningMetricLane {
+    tx: SyncSender<WalCommand<Translated>>,
+    wal_thread: JoinHandle<()>,
+    /// Dropped to take the last snapshot and stop.
+    stop_snapshots: SyncSender<()>,
+    snapshot_thread: JoinHandle<()>,
 }
 
 /// What is derived from spans as they are acknowledged.
@@ -462,9 +482,11 @@ fn start_metric_lane(
     lane: MetricLane,
     settings: &PipelineSettings,
     metrics: &IngestMetrics,
-) -> Result<(SyncSender<WalCommand<Translated>>, JoinHandle<()>), PipelineError> {
+) -> Result<RunningMetricLane, PipelineError> {
     let MetricLane {
         wal_dir,
+        snapshot_dir,
+        snapshot_interval,
         store,
         translate: translate_settings,
     } = lane;
@@ -477,19 +499,61 @@ fn start_metric_lane(
         name.with_label_values(&[label]);
     }
     let started = Instant::now();
-    let mut replayed = 0u64;
-    let wal = wal::open(&wal_dir, 0, settings.wal_segment_bytes, |frame| {
-        match ExportMetricsServiceRequest::decode(frame.payload.as_slice()) {
-            Ok(request) => {
-                let outcome = store.ingest(translate(&request, &translate_settings), now_ms());
-                replayed += outcome.accepted;
+    let snapshot_error = |source| PipelineError::Snapshot {
+        path: snapshot_dir.clone(),
+        source,
+    };
+    let snapshot_seq = match store.read_snapshot(&snapshot_dir).map_err(snapshot_error)? {
+        Some(restored) => {
+            if restored.corrupt_frames > 0 {
+                metrics
+                    .index_errors
+                    .with_label_values(&[label])
+                    .inc_by(restored.corrupt_frames);
             }
-            Err(err) => {
-                metrics.index_errors.with_label_values(&[label]).inc();
-                error!(seq = frame.seq, error = %err, "corrupt metrics batch in the write-ahead log");
+            info!(
+                seq = restored.summary.seq,
+                series = restored.summary.series,
+                samples = restored.summary.samples,
+                bytes = restored.summary.bytes,
+                corrupt_frames = restored.corrupt_frames,
+                refused_series = restored.refused.count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "metric store snapshot read"
+            );
+            if let Some(message) = restored.refused.message("series") {
+                warn!(
+                    message,
+                    "series of the snapshot refused by this start's series caps"
+                );
             }
+            restored.summary.seq
         }
-    })?;
+        None => 0,
+    };
+    let mut replayed = 0u64;
+    let mut applied_seq = snapshot_seq;
+    let wal = wal::open(
+        &wal_dir,
+        snapshot_seq,
+        settings.wal_segment_bytes,
+        |frame| {
+            applied_seq = frame.seq;
+            match ExportMetricsServiceRequest::decode(frame.payload.as_slice()) {
+                Ok(request) => {
+                    let outcome = store.ingest(translate(&request, &translate_settings), now_ms());
+                    replayed += outcome.accepted;
+                }
+                Err(err) => {
+                    metrics.index_errors.with_label_values(&[label]).inc();
+                    error!(seq = frame.seq, error = %err, "corrupt metrics batch in the write-ahead log");
+                }
+            }
+        },
+    )?;
+    // Refusals while replaying were counted when the batches first came, by the process that
+    // answered them; and samples of the snapshot seen again are not out of order.
+    store.reset_refusal_counts();
     info!(
         signal = label,
         replayed_samples = replayed,
@@ -501,10 +565,67 @@ fn start_metric_lane(
         .wal_bytes
         .with_label_values(&[label])
         .set(segments.disk_bytes() as i64);
+    let applied = Arc::new(AtomicU64::new(applied_seq));
+    let (stop_snapshots, stopped) = mpsc::sync_channel::<()>(0);
+    let snapshot_interval = snapshot_interval.max(Duration::from_secs(1));
+    let snapshot_thread = {
+        let store = store.clone();
+        let applied = applied.clone();
+        let segments = segments.clone();
+        let metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("sl-snapshot-metrics".into())
+            .spawn(move || {
+                // What the snapshot on disk holds: frames up to its sequence number (replayed
+                // frames after it call for a new one), and the store's sample count (span-derived
+                // series and retention change the store without the log).
+                let mut last = (snapshot_seq, store.sample_count());
+                loop {
+                    let stopping = !matches!(
+                        stopped.recv_timeout(snapshot_interval),
+                        Err(RecvTimeoutError::Timeout)
+                    );
+                    // Every frame up to `seq` has been applied to the store.
+                    let seq = applied.load(Ordering::Acquire);
+                    let now = (seq, store.sample_count());
+                    if now != last {
+                        let started = Instant::now();
+                        match store.write_snapshot(&snapshot_dir, seq) {
+                            Ok(summary) => {
+                                last = now;
+                                let freed = segments.remove_committed(seq);
+                                metrics
+                                    .wal_bytes
+                                    .with_label_values(&[label])
+                                    .set(segments.disk_bytes() as i64);
+                                info!(
+                                    seq,
+                                    series = summary.series,
+                                    samples = summary.samples,
+                                    bytes = summary.bytes,
+                                    wal_bytes_freed = freed,
+                                    elapsed_ms = started.elapsed().as_millis() as u64,
+                                    "metric store snapshot written"
+                                );
+                            }
+                            Err(err) => error!(
+                                dir = %snapshot_dir.display(),
+                                error = %err,
+                                "failed to write a metric store snapshot; the write-ahead log is kept"
+                            ),
+                        }
+                    }
+                    if stopping {
+                        break;
+                    }
+                }
+            })
+            .map_err(PipelineError::Thread)?
+    };
     let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
     let wal_metrics = metrics.clone();
     let retention = store.settings().retention;
-    let thread = std::thread::Builder::new()
+    let wal_thread = std::thread::Builder::new()
         .name("sl-wal-metrics".into())
         .spawn(move || {
             // Sequence numbers with the time they were written, to find the segments that hold
@@ -518,6 +639,7 @@ fn start_metric_lane(
                 wal_metrics.clone(),
                 |seq, translated, permit| {
                     let outcome = store.ingest(translated, now_ms());
+                    applied.store(seq, Ordering::Release);
                     drop(permit);
                     if marks
                         .back()
@@ -548,7 +670,12 @@ fn start_metric_lane(
             )
         })
         .map_err(PipelineError::Thread)?;
-    Ok((tx, thread))
+    Ok(RunningMetricLane {
+        tx,
+        wal_thread,
+        stop_snapshots,
+        snapshot_thread,
+    })
 }
 
 /// Queues a batch for the write-ahead log and waits until it is durable (and applied).
@@ -595,7 +722,7 @@ struct RunningLane {
 pub struct Pipeline {
     ingester: Ingester,
     lanes: Vec<RunningLane>,
-    metrics_lane: (SyncSender<WalCommand<Translated>>, JoinHandle<()>),
+    metrics_lane: RunningMetricLane,
 }
 
 impl Pipeline {
@@ -627,7 +754,7 @@ impl Pipeline {
                 budget_bytes: settings.ingest_queue_bytes,
                 traces_tx: running[0].tx.clone(),
                 logs_tx: running[1].tx.clone(),
-                metrics_tx: metrics_lane.0.clone(),
+                metrics_tx: metrics_lane.tx.clone(),
                 translate,
                 observers,
                 span_fields,
@@ -652,9 +779,14 @@ impl Pipeline {
         for lane in &self.lanes {
             let _ = lane.tx.send(WalCommand::Shutdown);
         }
-        let _ = self.metrics_lane.0.send(WalCommand::Shutdown);
-        if self.metrics_lane.1.join().is_err() {
+        let _ = self.metrics_lane.tx.send(WalCommand::Shutdown);
+        if self.metrics_lane.wal_thread.join().is_err() {
             error!("metrics write-ahead log thread panicked");
+        }
+        // The last snapshot, with every batch applied: the next start replays nothing.
+        drop(self.metrics_lane.stop_snapshots);
+        if self.metrics_lane.snapshot_thread.join().is_err() {
+            error!("metric snapshot thread panicked");
         }
         for lane in self.lanes {
             if lane.wal_thread.join().is_err() {

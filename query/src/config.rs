@@ -56,6 +56,10 @@ pub struct Config {
     pub metrics_max_series: usize,
     /// Series of one metric name held at most.
     pub metrics_max_series_per_metric: usize,
+    /// How often the metric store is written to `metrics-snapshot/` (and the write-ahead log it
+    /// covers deleted); a restart replays only the log written since (e.g. `10m`).
+    #[serde(with = "duration_text")]
+    pub metrics_snapshot_interval: Duration,
     /// Resource attributes copied as labels onto every metric series, so that no `target_info`
     /// join is needed (`service.name` becomes `service_name`).
     pub promote_resource_attributes: Vec<String>,
@@ -134,6 +138,7 @@ impl Default for Config {
             metrics_retention: MetricSettings::default().retention,
             metrics_max_series: MetricSettings::default().max_series,
             metrics_max_series_per_metric: MetricSettings::default().max_series_per_metric,
+            metrics_snapshot_interval: Duration::from_secs(600),
             promote_resource_attributes: TranslateSettings::default().promote_resource_attributes,
             ui_dir: None,
         }
@@ -238,6 +243,9 @@ pub struct ConfigArgs {
     pub metrics_max_series: Option<usize>,
     #[arg(long, env = "SIGHTLINE_METRICS_MAX_SERIES_PER_METRIC")]
     pub metrics_max_series_per_metric: Option<usize>,
+    /// E.g. `10m`.
+    #[arg(long, env = "SIGHTLINE_METRICS_SNAPSHOT_INTERVAL", value_parser = parse_duration)]
+    pub metrics_snapshot_interval: Option<Duration>,
     /// Comma-separated.
     #[arg(
         long,
@@ -279,6 +287,7 @@ impl ConfigArgs {
             metrics_retention,
             metrics_max_series,
             metrics_max_series_per_metric,
+            metrics_snapshot_interval,
             promote_resource_attributes
         );
         if self.ui_dir.is_some() {

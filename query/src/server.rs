@@ -125,6 +125,8 @@ pub async fn run_with(
     let span_metrics = Arc::new(SpanMetrics::default());
     let metric_lane = MetricLane {
         wal_dir: config.data_dir.join("metrics-wal"),
+        snapshot_dir: config.data_dir.join("metrics-snapshot"),
+        snapshot_interval: config.metrics_snapshot_interval,
         store: metric_store.clone(),
         translate: config.translate_settings(),
     };

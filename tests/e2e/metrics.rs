@@ -534,6 +534,89 @@ async fn the_series_cap_refuses_new_series_and_samples_survive_kill_9() {
     );
 }
 
+/// The names of the metrics write-ahead-log segments (their first sequence numbers).
+fn metrics_wal_segments(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.data_dir().join("metrics-wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn samples_come_back_from_the_snapshot_and_the_log_after_it() {
+    let server = Server::start(&[
+        "--metrics-snapshot-interval",
+        "1s",
+        "--wal-segment-bytes",
+        "4096",
+    ]);
+    let base = now_nanos() - 2 * 3600 * 1_000_000_000;
+    let point = |i: u64| (base + i * 15_000_000_000, (2 * i) as f64);
+    let send = |points: Vec<(u64, f64)>| {
+        let url = server.http_url("/v1/metrics");
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .body(counter_request("snap.requests", base, &points).encode_to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // The first request fills the first segment (over 4 KiB); the second starts another.
+    send((0..240).map(point).collect()).await;
+    send(vec![point(240)]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metrics_wal_segments(&server)
+        .first()
+        .is_some_and(|first| first == "00000000000000000001.wal")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot removed the first segment within 20 s: {:?}\n{}",
+            metrics_wal_segments(&server),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.data_dir().join("metrics-snapshot/snapshot").exists());
+    // Acknowledged after the snapshot, so possibly only in the log.
+    send((241..260).map(point).collect()).await;
+
+    // The first 240 samples are in no log segment any more: only the snapshot has them.
+    let server = server.kill9_and_restart();
+    expect_snapshot_samples(&server).await;
+    assert!(
+        server.log().contains("metric store snapshot read"),
+        "{}",
+        server.log()
+    );
+
+    // A clean stop writes a last snapshot: the next start has nothing to replay.
+    let mut server = server;
+    assert!(server.terminate().success());
+    let server = server.restart();
+    let log = server.log();
+    assert!(log.contains("metric store snapshot read"), "{log}");
+    assert!(log.contains("replayed_samples=0"), "{log}");
+    expect_snapshot_samples(&server).await;
+}
+
+/// The 260 samples of `samples_come_back_from_the_snapshot_and_the_log_after_it`, each once.
+async fn expect_snapshot_samples(server: &Server) {
+    let count = instant(server, "count_over_time(snap_requests_total[3h])", None).await;
+    assert_eq!(count[0].1, 260.0, "every acknowledged sample is back, once");
+    let last = instant(server, "last_over_time(snap_requests_total[3h])", None).await;
+    assert_eq!(last[0].1, 2.0 * 259.0);
+    let samples = instant(server, "resets(snap_requests_total[3h])", None).await;
+    assert_eq!(samples[0].1, 0.0, "no reset: the samples are in order");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn span_derived_red_metrics_and_service_graph_need_no_configuration() {
     let server = Server::start(&[]);

@@ -12,6 +12,7 @@
 //! refused and counted.
 
 pub mod chunk;
+mod snapshot;
 
 use chunk::ChunkIter;
 
@@ -25,6 +26,7 @@ use sightline_proto::metric::{Exemplar, Labels, Metadata, Translated, STALE_NAN_
 use sightline_proto::validate::Rejected;
 
 pub use chunk::Chunk;
+pub use snapshot::{Restored, SnapshotSummary};
 
 /// Exemplars kept per series, newest last.
 const EXEMPLARS_PER_SERIES: usize = 8;
@@ -508,6 +510,17 @@ impl MetricStore {
                 (!exemplars.is_empty()).then_some((labels, exemplars))
             })
             .collect()
+    }
+
+    /// Samples held, as `stats` counts them, without walking the series.
+    pub fn sample_count(&self) -> u64 {
+        self.inner.samples.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the refused series and out-of-order samples counted so far (after a replay).
+    pub fn reset_refusal_counts(&self) {
+        self.inner.refused_series.store(0, Ordering::Relaxed);
+        self.inner.out_of_order.store(0, Ordering::Relaxed);
     }
 
     pub fn metadata(&self) -> BTreeMap<String, Metadata> {
