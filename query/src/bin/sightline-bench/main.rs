@@ -702,48 +702,36 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let idle = at_rest(&server, Duration::ZERO)?;
 
     // Memory as Prometheus and VictoriaMetrics quote it: a cost per sample and a cost per
-    // series, measured as what the resident set grows by. The load comes in three phases, with
-    // the memory at rest read after each: the first half of the series over the first half of
-    // the hours, the same series over the second half (only samples are added: the cost per
-    // sample), then the other half of the series over all the hours (what that adds beyond its
-    // samples' cost is the cost per series).
-    let half = series / 2;
+    // series, from what the resident set holds at rest. The load comes in two halves of the
+    // hours, every series in step as in real life, with the memory at rest read after each:
+    // what the second half adds is the cost of its samples (chunks, their buffers' growth and
+    // the heap's fragmentation); what the whole holds beyond the idle server and its samples'
+    // cost is the cost of the series (this also charges the series with whatever else the
+    // server kept from the load, so it errs high).
     let phases = [
-        (
-            "first half of the series, first half of the hours",
-            0..half,
-            0..steps / 2,
-        ),
-        (
-            "first half of the series, second half of the hours",
-            0..half,
-            steps / 2..steps,
-        ),
-        (
-            "second half of the series, all the hours",
-            half..series,
-            0..steps,
-        ),
+        ("the first half of the hours", 0..steps / 2),
+        ("the second half of the hours", steps / 2..steps),
     ];
     let cpu_before = cpu_seconds(pid)?;
     let own_cpu_before = cpu_seconds(std::process::id())?;
     let mut sending = Duration::ZERO;
     let mut refused = 0;
     let mut rests = Vec::new();
-    for (name, phase_series, phase_steps) in phases {
+    for (name, phase_steps) in phases {
         let (elapsed, phase_refused) =
-            send_metrics_phase(&server, phase_series, phase_steps, streams, first_ms).await?;
+            send_metrics_phase(&server, 0..series, phase_steps, streams, first_ms).await?;
         sending += elapsed;
         refused += phase_refused;
         // Once ingest has stopped, what stays resident is what the series hold: the server
         // hands freed memory back every few seconds.
         let rest = at_rest(&server, Duration::from_secs(12))?;
         println!(
-            "  {name}: sent in {:.1} s; at rest {} series, {} samples, RSS {:.1} MiB",
+            "  {name}: sent in {:.1} s; at rest {} series, {} samples, RSS {:.1} MiB ({:.1} MiB anonymous)",
             elapsed.as_secs_f64(),
             rest.series,
             rest.samples,
-            rest.rss as f64 / (1 << 20) as f64
+            rest.rss_all / (1 << 20) as f64,
+            rest.rss / (1 << 20) as f64
         );
         rests.push(rest);
     }
@@ -751,11 +739,10 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let cpu = cpu_seconds(pid)? - cpu_before;
     let own_cpu = cpu_seconds(std::process::id())? - own_cpu_before;
     let peak = vm_kib(pid, "VmHWM:")?;
-    let [first, second, last] = [&rests[0], &rests[1], &rests[2]];
-    let per_sample = (second.rss - first.rss) / (second.samples - first.samples).max(1) as f64;
-    let per_series = ((last.rss - second.rss)
-        - per_sample * (last.samples - second.samples) as f64)
-        / (last.series - second.series).max(1) as f64;
+    let [half, last] = [&rests[0], &rests[1]];
+    let per_sample = (last.rss - half.rss) / (last.samples - half.samples).max(1) as f64;
+    let per_series =
+        (last.rss - idle.rss - per_sample * last.samples as f64) / last.series.max(1) as f64;
     println!(
         "acknowledged: {total_samples} samples in {elapsed:.2} s of sending = {:.0} samples/s; refused (retried): {refused}",
         total_samples as f64 / elapsed
@@ -770,18 +757,21 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         last.series_bytes / last.series.max(1) as f64
     );
     println!(
-        "memory: compressed samples {:.2} B/sample; RSS {:.0} MiB idle, {:.0} MiB at rest after the load (peak {:.0} MiB)",
+        "memory: compressed samples {:.2} B/sample; RSS {:.1} MiB idle ({:.1} anonymous), {:.1} MiB at rest after the load ({:.1} anonymous; peak {:.0} MiB)",
         last.chunk_bytes / last.samples.max(1) as f64,
+        idle.rss_all / (1 << 20) as f64,
         idle.rss / (1 << 20) as f64,
+        last.rss_all / (1 << 20) as f64,
         last.rss / (1 << 20) as f64,
         peak as f64 / 1024.0,
     );
     println!(
-        "memory by RSS: {per_sample:.2} B per sample (all included: chunks, their growth and fragmentation), {per_series:.0} B per series beyond its samples' cost"
+        "memory by anonymous RSS: {per_sample:.2} B per sample (all included: chunks, their growth and fragmentation), {per_series:.0} B per series beyond its samples' cost and the idle server"
     );
-    let besides_samples = ((last.rss - idle.rss) - last.chunk_bytes) / last.series.max(1) as f64;
+    let besides_samples =
+        ((last.rss_all - idle.rss_all) - last.chunk_bytes) / last.series.max(1) as f64;
     println!(
-        "memory by RSS, whole: {besides_samples:.0} B/series besides the compressed samples (what the server holds besides chunks, idle RSS aside, over the series)"
+        "memory by RSS, whole: {besides_samples:.0} B/series besides the compressed samples (all the server holds besides chunks, idle RSS aside, over the series)"
     );
     report.figure("samples", total_samples as f64, "samples");
     report.figure("acknowledged", total_samples as f64 / elapsed, "samples/s");
@@ -796,8 +786,8 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         last.series_bytes / last.series.max(1) as f64,
         "B/series",
     );
-    report.figure("RSS per sample, all included", per_sample, "B/sample");
-    report.figure("RSS per series beyond its samples", per_series, "B/series");
+    report.figure("anonymous RSS per sample, all included", per_sample, "B/sample");
+    report.figure("anonymous RSS per series beyond its samples", per_series, "B/series");
     report.figure(
         "RSS at rest per series besides compressed samples",
         besides_samples,
@@ -840,18 +830,47 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             println!("query: {name}: {}", timed.summary(""));
         }
     }
+    let wal_before_stop = dir_bytes(&data_dir.join("metrics-wal"));
+    // A clean stop writes the store to its snapshot and deletes the log it covers; a restart
+    // reads the snapshot back.
+    let stopping = Instant::now();
     server.stop();
+    let stopped = stopping.elapsed();
+    let wal = dir_bytes(&data_dir.join("metrics-wal"));
+    let snapshot = dir_bytes(&data_dir.join("metrics-snapshot"));
     println!(
-        "disk: metrics write-ahead log {:.1} MB",
-        dir_bytes(&data_dir.join("metrics-wal")) as f64 / 1e6
+        "disk: metrics write-ahead log {:.1} MB before the stop, {:.1} MB after; snapshot {:.1} MB = {:.2} B/sample (stop took {:.1} s)",
+        wal_before_stop as f64 / 1e6,
+        wal as f64 / 1e6,
+        snapshot as f64 / 1e6,
+        snapshot as f64 / last.samples.max(1) as f64,
+        stopped.as_secs_f64()
     );
+    let restarting = Instant::now();
+    let server = start_server(&server_bin, &data_dir, &extra)?;
+    let ready = restarting.elapsed();
+    let back = at_rest(&server, Duration::ZERO)?;
+    println!(
+        "restart: ready in {:.2} s with {} of {} samples in {} series back",
+        ready.as_secs_f64(),
+        back.samples,
+        last.samples,
+        back.series
+    );
+    report.figure("snapshot", snapshot as f64 / 1e6, "MB");
+    report.figure("restart until ready", ready.as_secs_f64(), "s");
+    server.stop();
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
 }
 
 /// The metric store at rest: resident memory and what `status/tsdb` says it holds.
 struct AtRest {
+    /// Anonymous resident memory (heap, stacks): what data can cost. The binary's code pages
+    /// (file-backed) come in as code paths are first run, whatever the data.
     rss: f64,
+    /// All resident memory.
+    rss_all: f64,
     series: u64,
     samples: u64,
     chunk_bytes: f64,
@@ -861,12 +880,14 @@ struct AtRest {
 /// Waits `settle`, then reads the server's RSS and its TSDB status.
 fn at_rest(server: &BenchServer, settle: Duration) -> anyhow::Result<AtRest> {
     std::thread::sleep(settle);
-    let rss = (vm_kib(server.pid, "VmRSS:")? * 1024) as f64;
+    let rss = (vm_kib(server.pid, "RssAnon:")? * 1024) as f64;
+    let rss_all = (vm_kib(server.pid, "VmRSS:")? * 1024) as f64;
     let (_, tsdb) = http_get_body(&server.query, "/prometheus/api/v1/status/tsdb")?;
     let tsdb: serde_json::Value = serde_json::from_str(&tsdb)?;
     let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
     Ok(AtRest {
         rss,
+        rss_all,
         series: number(&tsdb["data"]["headStats"]["numSeries"]),
         samples: number(&tsdb["data"]["sightline"]["samples"]),
         chunk_bytes: number(&tsdb["data"]["sightline"]["chunkBytes"]) as f64,
@@ -1098,6 +1119,14 @@ struct BenchServer {
     pid: u32,
     grpc: String,
     query: String,
+}
+
+/// A server left behind by an error or a panic is killed.
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl BenchServer {
