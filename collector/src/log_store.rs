@@ -28,7 +28,7 @@ use sightline_proto::span::service_name;
 use sightline_proto::{SpanId, TraceId};
 use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, Value, STORED, STRING,
+    TextFieldIndexing, TextOptions, Value, STORED,
 };
 use tantivy::tokenizer::{
     LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, TokenStream,
@@ -104,41 +104,40 @@ pub struct LogFields {
 impl LogFields {
     fn schema() -> (Schema, LogFields) {
         let mut builder = Schema::builder();
-        let numeric = NumericOptions::default().set_indexed().set_fast();
+        // Log search sorts by time, never by relevance: no field keeps term frequencies or
+        // field norms (the scores' inputs), and time and record id are columns only (range
+        // queries on a fast field read the column, so their terms would never be read).
+        let column = NumericOptions::default().set_fast();
+        let exact = |tokenizer: &str| {
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(tokenizer)
+                    .set_fieldnorms(false)
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+        };
         let json = JsonObjectOptions::default()
             .set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer("raw")
+                    .set_fieldnorms(false)
                     .set_index_option(IndexRecordOption::Basic),
             )
             .set_expand_dots_enabled()
             .set_fast("raw");
         let fields = LogFields {
-            id: builder.add_u64_field("id", numeric.clone()),
-            time: builder.add_u64_field("time", numeric.clone()),
-            severity: builder.add_text_field(
-                "severity",
-                TextOptions::default()
-                    .set_indexing_options(
-                        TextFieldIndexing::default()
-                            .set_tokenizer(LOWERCASE)
-                            .set_index_option(IndexRecordOption::Basic),
-                    )
-                    .set_fast("raw"),
+            id: builder.add_u64_field("id", column.clone()),
+            time: builder.add_u64_field("time", column),
+            severity: builder.add_text_field("severity", exact(LOWERCASE).set_fast("raw")),
+            severity_number: builder.add_u64_field(
+                "severity_number",
+                NumericOptions::default().set_indexed().set_fast(),
             ),
-            severity_number: builder.add_u64_field("severity_number", numeric),
-            service: builder.add_text_field("service", STRING.set_fast("raw")),
-            body: builder.add_text_field(
-                "body",
-                TextOptions::default().set_indexing_options(
-                    TextFieldIndexing::default()
-                        .set_tokenizer("default")
-                        .set_index_option(IndexRecordOption::WithFreqs),
-                ),
-            ),
-            trace_id: builder.add_text_field("trace_id", STRING.set_fast("raw")),
-            span_id: builder.add_text_field("span_id", STRING),
-            scope: builder.add_text_field("scope", STRING),
+            service: builder.add_text_field("service", exact("raw").set_fast("raw")),
+            body: builder.add_text_field("body", exact("default")),
+            trace_id: builder.add_text_field("trace_id", exact("raw").set_fast("raw")),
+            span_id: builder.add_text_field("span_id", exact("raw")),
+            scope: builder.add_text_field("scope", exact("raw")),
             attributes: builder.add_json_field("attributes", json.clone()),
             resource: builder.add_json_field("resource", json),
             record: builder.add_bytes_field("record", STORED),

@@ -205,8 +205,7 @@ fn verified_phrase(
         .iter()
         .map(|word| {
             let term = Term::from_field_text(field, word);
-            let query: Box<dyn Query> =
-                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+            let query: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::Basic));
             (Occur::Must, query)
         })
         .collect();

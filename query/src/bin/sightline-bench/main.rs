@@ -786,8 +786,16 @@ async fn run_metrics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         last.series_bytes / last.series.max(1) as f64,
         "B/series",
     );
-    report.figure("anonymous RSS per sample, all included", per_sample, "B/sample");
-    report.figure("anonymous RSS per series beyond its samples", per_series, "B/series");
+    report.figure(
+        "anonymous RSS per sample, all included",
+        per_sample,
+        "B/sample",
+    );
+    report.figure(
+        "anonymous RSS per series beyond its samples",
+        per_series,
+        "B/series",
+    );
     report.figure(
         "RSS at rest per series besides compressed samples",
         besides_samples,
