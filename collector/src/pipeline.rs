@@ -499,38 +499,7 @@ fn start_metric_lane(
         name.with_label_values(&[label]);
     }
     let started = Instant::now();
-    let snapshot_error = |source| PipelineError::Snapshot {
-        path: snapshot_dir.clone(),
-        source,
-    };
-    let snapshot_seq = match store.read_snapshot(&snapshot_dir).map_err(snapshot_error)? {
-        Some(restored) => {
-            if restored.corrupt_frames > 0 {
-                metrics
-                    .index_errors
-                    .with_label_values(&[label])
-                    .inc_by(restored.corrupt_frames);
-            }
-            info!(
-                seq = restored.summary.seq,
-                series = restored.summary.series,
-                samples = restored.summary.samples,
-                bytes = restored.summary.bytes,
-                corrupt_frames = restored.corrupt_frames,
-                refused_series = restored.refused.count,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "metric store snapshot read"
-            );
-            if let Some(message) = restored.refused.message("series") {
-                warn!(
-                    message,
-                    "series of the snapshot refused by this start's series caps"
-                );
-            }
-            restored.summary.seq
-        }
-        None => 0,
-    };
+    let snapshot_seq = read_metric_snapshot(&store, &snapshot_dir, metrics)?;
     let mut replayed = 0u64;
     let mut applied_seq = snapshot_seq;
     let wal = wal::open(
@@ -566,62 +535,15 @@ fn start_metric_lane(
         .with_label_values(&[label])
         .set(segments.disk_bytes() as i64);
     let applied = Arc::new(AtomicU64::new(applied_seq));
-    let (stop_snapshots, stopped) = mpsc::sync_channel::<()>(0);
-    let snapshot_interval = snapshot_interval.max(Duration::from_secs(1));
-    let snapshot_thread = {
-        let store = store.clone();
-        let applied = applied.clone();
-        let segments = segments.clone();
-        let metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("sl-snapshot-metrics".into())
-            .spawn(move || {
-                // What the snapshot on disk holds: frames up to its sequence number (replayed
-                // frames after it call for a new one), and the store's sample count (span-derived
-                // series and retention change the store without the log).
-                let mut last = (snapshot_seq, store.sample_count());
-                loop {
-                    let stopping = !matches!(
-                        stopped.recv_timeout(snapshot_interval),
-                        Err(RecvTimeoutError::Timeout)
-                    );
-                    // Every frame up to `seq` has been applied to the store.
-                    let seq = applied.load(Ordering::Acquire);
-                    let now = (seq, store.sample_count());
-                    if now != last {
-                        let started = Instant::now();
-                        match store.write_snapshot(&snapshot_dir, seq) {
-                            Ok(summary) => {
-                                last = now;
-                                let freed = segments.remove_committed(seq);
-                                metrics
-                                    .wal_bytes
-                                    .with_label_values(&[label])
-                                    .set(segments.disk_bytes() as i64);
-                                info!(
-                                    seq,
-                                    series = summary.series,
-                                    samples = summary.samples,
-                                    bytes = summary.bytes,
-                                    wal_bytes_freed = freed,
-                                    elapsed_ms = started.elapsed().as_millis() as u64,
-                                    "metric store snapshot written"
-                                );
-                            }
-                            Err(err) => error!(
-                                dir = %snapshot_dir.display(),
-                                error = %err,
-                                "failed to write a metric store snapshot; the write-ahead log is kept"
-                            ),
-                        }
-                    }
-                    if stopping {
-                        break;
-                    }
-                }
-            })
-            .map_err(PipelineError::Thread)?
-    };
+    let (stop_snapshots, snapshot_thread) = start_metric_snapshots(
+        &store,
+        &applied,
+        &segments,
+        metrics,
+        snapshot_dir,
+        snapshot_interval,
+        snapshot_seq,
+    )?;
     let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
     let wal_metrics = metrics.clone();
     let retention = store.settings().retention;
@@ -676,6 +598,122 @@ fn start_metric_lane(
         stop_snapshots,
         snapshot_thread,
     })
+}
+
+/// Restores the metric store from its snapshot, if there is one; returns the sequence number of
+/// the last write-ahead-log frame it holds (0 without one).
+fn read_metric_snapshot(
+    store: &MetricStore,
+    snapshot_dir: &Path,
+    metrics: &IngestMetrics,
+) -> Result<u64, PipelineError> {
+    let label = Signal::Metrics.label();
+    let started = Instant::now();
+    let restored = store
+        .read_snapshot(snapshot_dir)
+        .map_err(|source| PipelineError::Snapshot {
+            path: snapshot_dir.to_owned(),
+            source,
+        })?;
+    let Some(restored) = restored else {
+        return Ok(0);
+    };
+    if restored.corrupt_frames > 0 {
+        metrics
+            .index_errors
+            .with_label_values(&[label])
+            .inc_by(restored.corrupt_frames);
+    }
+    info!(
+        seq = restored.summary.seq,
+        series = restored.summary.series,
+        samples = restored.summary.samples,
+        bytes = restored.summary.bytes,
+        corrupt_frames = restored.corrupt_frames,
+        refused_series = restored.refused.count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "metric store snapshot read"
+    );
+    if let Some(message) = restored.refused.message("series") {
+        warn!(
+            message,
+            "series of the snapshot refused by this start's series caps"
+        );
+    }
+    Ok(restored.summary.seq)
+}
+
+/// Starts the thread that writes the metric store's snapshot every `interval` (at least 1 s)
+/// and once more when the returned sender is dropped, deleting the log segments each snapshot
+/// covers. `applied` is the last frame applied to the store; `snapshot_seq` the last one in the
+/// snapshot on disk.
+fn start_metric_snapshots(
+    store: &MetricStore,
+    applied: &Arc<AtomicU64>,
+    segments: &WalSegments,
+    metrics: &IngestMetrics,
+    snapshot_dir: PathBuf,
+    interval: Duration,
+    snapshot_seq: u64,
+) -> Result<(SyncSender<()>, JoinHandle<()>), PipelineError> {
+    let label = Signal::Metrics.label();
+    let (stop, stopped) = mpsc::sync_channel::<()>(0);
+    let interval = interval.max(Duration::from_secs(1));
+    let (store, applied, segments, metrics) = (
+        store.clone(),
+        applied.clone(),
+        segments.clone(),
+        metrics.clone(),
+    );
+    let thread = std::thread::Builder::new()
+        .name("sl-snapshot-metrics".into())
+        .spawn(move || {
+            // What the snapshot on disk holds: frames up to its sequence number (replayed
+            // frames after it call for a new one), and the store's sample count (span-derived
+            // series and retention change the store without the log).
+            let mut last = (snapshot_seq, store.sample_count());
+            loop {
+                let stopping = !matches!(
+                    stopped.recv_timeout(interval),
+                    Err(RecvTimeoutError::Timeout)
+                );
+                // Every frame up to `seq` has been applied to the store.
+                let seq = applied.load(Ordering::Acquire);
+                let now = (seq, store.sample_count());
+                if now != last {
+                    let started = Instant::now();
+                    match store.write_snapshot(&snapshot_dir, seq) {
+                        Ok(summary) => {
+                            last = now;
+                            let freed = segments.remove_committed(seq);
+                            metrics
+                                .wal_bytes
+                                .with_label_values(&[label])
+                                .set(segments.disk_bytes() as i64);
+                            info!(
+                                seq,
+                                series = summary.series,
+                                samples = summary.samples,
+                                bytes = summary.bytes,
+                                wal_bytes_freed = freed,
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "metric store snapshot written"
+                            );
+                        }
+                        Err(err) => error!(
+                            dir = %snapshot_dir.display(),
+                            error = %err,
+                            "failed to write a metric store snapshot; the write-ahead log is kept"
+                        ),
+                    }
+                }
+                if stopping {
+                    break;
+                }
+            }
+        })
+        .map_err(PipelineError::Thread)?;
+    Ok((stop, thread))
 }
 
 /// Queues a batch for the write-ahead log and waits until it is durable (and applied).
