@@ -66,7 +66,8 @@ pub struct Sample {
     /// series' running total.
     pub delta: bool,
     /// For cumulative counters, histograms and summaries: when the series (re)started; a
-    /// start after the previous point's means the counter was reset.
+    /// start after the previous point's means the counter was reset. For a delta: when the
+    /// interval of its change began (a retried export repeats it, the next export starts later).
     pub start_ms: Option<i64>,
     pub exemplars: Vec<Exemplar>,
 }
@@ -465,7 +466,7 @@ fn translate_metric(
                         t_ms: ms(point.time_unix_nano),
                         value: stale_or(point.flags, value),
                         delta,
-                        start_ms: (counter && !delta && point.start_time_unix_nano > 0)
+                        start_ms: ((counter || delta) && point.start_time_unix_nano > 0)
                             .then(|| ms(point.start_time_unix_nano)),
                         exemplars: exemplars(&point.exemplars),
                     },
@@ -629,7 +630,7 @@ fn histogram_samples(
     mut exemplars: Vec<Exemplar>,
 ) {
     let t_ms = ms(time_nanos);
-    let start_ms = (!delta && start_nanos > 0).then(|| ms(start_nanos));
+    let start_ms = (start_nanos > 0).then(|| ms(start_nanos));
     let bucket_name = format!("{name}_bucket");
     let mut cumulative = 0u64;
     for (i, (le, own)) in buckets.iter().enumerate() {

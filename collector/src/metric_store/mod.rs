@@ -65,7 +65,8 @@ struct SeriesData {
     last_t: i64,
     /// Running total of a delta series.
     total: f64,
-    /// Start time of the cumulative series' current run (counter resets).
+    /// Start time of the cumulative series' current run (counter resets), or of the delta
+    /// series' last interval.
     start_ms: Option<i64>,
     /// Allocated with the first exemplar: most series never have one.
     exemplars: Option<Box<VecDeque<Exemplar>>>,
@@ -282,8 +283,25 @@ impl MetricStore {
                 continue;
             };
             let mut data = series.lock();
-            if sample.t_ms <= data.last_t {
-                if sample.t_ms < data.last_t {
+            // A delta whose interval began after the last one's is a new change even when it
+            // ends in the same millisecond (two exports in quick succession): it is stored a
+            // millisecond after, where a retried export (the same interval again) is skipped.
+            // (Three exports within one millisecond cannot be told from a retry at this
+            // resolution.)
+            let next_delta = sample.delta
+                && sample
+                    .start_ms
+                    .is_some_and(|start| data.start_ms.is_some_and(|last| start > last));
+            let mut t_ms = sample.t_ms;
+            if t_ms <= data.last_t && next_delta {
+                t_ms = data.last_t + 1;
+            }
+            if t_ms <= data.last_t {
+                // The newest sample again (a retried export or a replay) is skipped quietly;
+                // so is a delta of the newest interval, stored a millisecond later than sent.
+                let retried_delta =
+                    sample.delta && sample.start_ms.is_some() && sample.start_ms == data.start_ms;
+                if t_ms < data.last_t && !retried_delta {
                     self.inner.out_of_order.fetch_add(1, Ordering::Relaxed);
                     outcome
                         .rejected
@@ -293,21 +311,26 @@ impl MetricStore {
             }
             let stale = sample.value.to_bits() == STALE_NAN_BITS;
             let mut value = sample.value;
-            if sample.delta && !stale {
-                data.total += sample.value;
-                value = data.total;
-            }
-            // A counter's start time: a new run begins with a zero at its start (Prometheus'
-            // created timestamps), so `rate` sees the first increase and the reset.
-            if let Some(start) = sample.start_ms {
+            if sample.delta {
+                if !stale {
+                    data.total += sample.value;
+                    value = data.total;
+                }
+                if sample.start_ms.is_some() {
+                    data.start_ms = sample.start_ms;
+                }
+            } else if let Some(start) = sample.start_ms {
+                // A counter's start time: a new run begins with a zero at its start
+                // (Prometheus' created timestamps), so `rate` sees the first increase and the
+                // reset.
                 if data.start_ms.is_none_or(|previous| start > previous) {
                     data.start_ms = Some(start);
-                    if start < sample.t_ms && start > data.last_t && start >= oldest {
+                    if start < t_ms && start > data.last_t && start >= oldest {
                         data.push(start, 0.0);
                     }
                 }
             }
-            data.push(sample.t_ms, value);
+            data.push(t_ms, value);
             for exemplar in sample.exemplars {
                 let exemplars = data.exemplars.get_or_insert_default();
                 if exemplars.len() == EXEMPLARS_PER_SERIES {
@@ -766,6 +789,35 @@ mod tests {
         assert_eq!(
             selected[0].1,
             [(now - 3000, 5.0), (now - 2000, 7.0), (now - 1000, 7.0)]
+        );
+    }
+
+    #[test]
+    fn deltas_of_successive_intervals_in_one_millisecond_both_count_and_a_retry_does_not() {
+        let store = MetricStore::new(MetricSettings::default());
+        let now = 10_000_000;
+        let a = labels("orders_total", &[("job", "shop")]);
+        let delta = |start: i64, t: i64, value: f64| Sample {
+            start_ms: Some(start),
+            ..sample(a.clone(), t, value, true)
+        };
+        let outcome = store.ingest(
+            translated(vec![
+                delta(now - 5000, now - 2000, 5.0),
+                // The next interval (it starts where the first ended), in the same millisecond.
+                delta(now - 2000, now - 2000, 3.0),
+                // That export retried.
+                delta(now - 2000, now - 2000, 3.0),
+                delta(now - 2000, now - 1000, 2.0),
+            ]),
+            now,
+        );
+        assert_eq!(outcome.accepted, 3);
+        assert_eq!(outcome.rejected.count, 0, "{:?}", outcome.rejected);
+        let selected = store.select(&[("job", "shop")], &|_| true, 0, now);
+        assert_eq!(
+            selected[0].1,
+            [(now - 2000, 5.0), (now - 1999, 8.0), (now - 1000, 10.0)]
         );
     }
 
