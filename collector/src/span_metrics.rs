@@ -236,6 +236,7 @@ impl SpanMetrics {
                 value,
                 delta: false,
                 start_ms: None,
+                delta_start_ns: 0,
                 exemplars: Vec::new(),
             });
         };

@@ -66,9 +66,11 @@ pub struct Sample {
     /// series' running total.
     pub delta: bool,
     /// For cumulative counters, histograms and summaries: when the series (re)started; a
-    /// start after the previous point's means the counter was reset. For a delta: when the
-    /// interval of its change began (a retried export repeats it, the next export starts later).
+    /// start after the previous point's means the counter was reset.
     pub start_ms: Option<i64>,
+    /// For a delta: when the interval of its change began, in nanoseconds (0: not sent). A
+    /// retried export repeats it; the next export's starts later, even within a millisecond.
+    pub delta_start_ns: u64,
     pub exemplars: Vec<Exemplar>,
 }
 
@@ -377,6 +379,7 @@ pub fn translate(
                     value: 1.0,
                     delta: false,
                     start_ms: None,
+                    delta_start_ns: 0,
                     exemplars: Vec::new(),
                 });
                 out.metadata
@@ -439,6 +442,7 @@ fn translate_metric(
                         value: stale_or(point.flags, value),
                         delta: false,
                         start_ms: None,
+                        delta_start_ns: 0,
                         exemplars: exemplars(&point.exemplars),
                     },
                 );
@@ -466,8 +470,9 @@ fn translate_metric(
                         t_ms: ms(point.time_unix_nano),
                         value: stale_or(point.flags, value),
                         delta,
-                        start_ms: ((counter || delta) && point.start_time_unix_nano > 0)
+                        start_ms: (counter && !delta && point.start_time_unix_nano > 0)
                             .then(|| ms(point.start_time_unix_nano)),
+                        delta_start_ns: if delta { point.start_time_unix_nano } else { 0 },
                         exemplars: exemplars(&point.exemplars),
                     },
                 );
@@ -586,6 +591,7 @@ fn translate_metric(
                             value: stale_or(point.flags, quantile.value),
                             delta: false,
                             start_ms: None,
+                            delta_start_ns: 0,
                             exemplars: Vec::new(),
                         },
                     );
@@ -603,6 +609,7 @@ fn translate_metric(
                             value: stale_or(point.flags, value),
                             delta: false,
                             start_ms,
+                            delta_start_ns: 0,
                             exemplars: Vec::new(),
                         },
                     );
@@ -630,7 +637,8 @@ fn histogram_samples(
     mut exemplars: Vec<Exemplar>,
 ) {
     let t_ms = ms(time_nanos);
-    let start_ms = (start_nanos > 0).then(|| ms(start_nanos));
+    let start_ms = (!delta && start_nanos > 0).then(|| ms(start_nanos));
+    let delta_start_ns = if delta { start_nanos } else { 0 };
     let bucket_name = format!("{name}_bucket");
     let mut cumulative = 0u64;
     for (i, (le, own)) in buckets.iter().enumerate() {
@@ -646,6 +654,7 @@ fn histogram_samples(
             value: stale_or(flags, cumulative as f64),
             delta,
             start_ms,
+            delta_start_ns,
             exemplars: mine,
         });
     }
@@ -656,6 +665,7 @@ fn histogram_samples(
             value: stale_or(flags, sum),
             delta,
             start_ms,
+            delta_start_ns,
             exemplars: Vec::new(),
         });
     }
@@ -665,6 +675,7 @@ fn histogram_samples(
         value: stale_or(flags, count as f64),
         delta,
         start_ms,
+        delta_start_ns,
         exemplars: Vec::new(),
     });
 }

@@ -534,6 +534,42 @@ async fn the_series_cap_refuses_new_series_and_samples_survive_kill_9() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn delta_exports_within_one_millisecond_all_count_and_a_retry_does_not() {
+    let server = Server::start(&[]);
+    let t = now_nanos() / 1_000_000 * 1_000_000;
+    // Three exports of a DELTA counter ending in the same millisecond, each interval starting
+    // where the last ended (as the SDK's force_flush in quick succession sends them), then the
+    // last one again (a retry).
+    let intervals = [
+        (t - 900_000, t + 100, 5.0),
+        (t + 100, t + 200, 3.0),
+        (t + 200, t + 300, 1.0),
+    ];
+    let mut exports: Vec<_> = intervals.iter().collect();
+    exports.push(&intervals[2]);
+    for (start, end, value) in exports {
+        let mut request = counter_request("burst.orders", *start, &[(*end, *value)]);
+        if let Some(Data::Sum(sum)) =
+            &mut request.resource_metrics[0].scope_metrics[0].metrics[0].data
+        {
+            sum.aggregation_temporality = 1;
+        }
+        let response = reqwest::Client::new()
+            .post(server.http_url("/v1/metrics"))
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer = ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+        assert!(answer.partial_success.is_none(), "{answer:?}");
+    }
+    let total = instant(&server, "burst_orders_total", None).await;
+    assert_eq!(total[0].1, 9.0, "5 + 3 + 1, the retry not added");
+}
+
 /// The names of the metrics write-ahead-log segments (their first sequence numbers).
 fn metrics_wal_segments(server: &Server) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(server.data_dir().join("metrics-wal"))

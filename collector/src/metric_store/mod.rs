@@ -65,8 +65,8 @@ struct SeriesData {
     last_t: i64,
     /// Running total of a delta series.
     total: f64,
-    /// Start time of the cumulative series' current run (counter resets), or of the delta
-    /// series' last interval.
+    /// Start time of the cumulative series' current run (counter resets), in milliseconds; for
+    /// a delta series, the start of its newest interval, in nanoseconds.
     start_ms: Option<i64>,
     /// Allocated with the first exemplar: most series never have one.
     exemplars: Option<Box<VecDeque<Exemplar>>>,
@@ -283,24 +283,22 @@ impl MetricStore {
                 continue;
             };
             let mut data = series.lock();
-            // A delta whose interval began after the last one's is a new change even when it
-            // ends in the same millisecond (two exports in quick succession): it is stored a
-            // millisecond after, where a retried export (the same interval again) is skipped.
-            // (Three exports within one millisecond cannot be told from a retry at this
-            // resolution.)
+            // A delta whose interval began after the newest one's is a new change even when it
+            // ends in the same millisecond (exports in quick succession): it is stored a
+            // millisecond after. A retried export repeats the newest interval and is skipped.
+            let delta_start = i64::try_from(sample.delta_start_ns).unwrap_or(i64::MAX);
             let next_delta = sample.delta
-                && sample
-                    .start_ms
-                    .is_some_and(|start| data.start_ms.is_some_and(|last| start > last));
+                && delta_start > 0
+                && data.start_ms.is_some_and(|last| delta_start > last);
             let mut t_ms = sample.t_ms;
             if t_ms <= data.last_t && next_delta {
                 t_ms = data.last_t + 1;
             }
             if t_ms <= data.last_t {
                 // The newest sample again (a retried export or a replay) is skipped quietly;
-                // so is a delta of the newest interval, stored a millisecond later than sent.
+                // so is a delta of the newest interval, stored later than sent.
                 let retried_delta =
-                    sample.delta && sample.start_ms.is_some() && sample.start_ms == data.start_ms;
+                    sample.delta && delta_start > 0 && data.start_ms == Some(delta_start);
                 if t_ms < data.last_t && !retried_delta {
                     self.inner.out_of_order.fetch_add(1, Ordering::Relaxed);
                     outcome
@@ -316,8 +314,8 @@ impl MetricStore {
                     data.total += sample.value;
                     value = data.total;
                 }
-                if sample.start_ms.is_some() {
-                    data.start_ms = sample.start_ms;
+                if delta_start > 0 {
+                    data.start_ms = Some(delta_start);
                 }
             } else if let Some(start) = sample.start_ms {
                 // A counter's start time: a new run begins with a zero at its start
@@ -755,6 +753,7 @@ mod tests {
             value,
             delta,
             start_ms: None,
+            delta_start_ns: 0,
             exemplars: Vec::new(),
         }
     }
@@ -797,27 +796,34 @@ mod tests {
         let store = MetricStore::new(MetricSettings::default());
         let now = 10_000_000;
         let a = labels("orders_total", &[("job", "shop")]);
-        let delta = |start: i64, t: i64, value: f64| Sample {
-            start_ms: Some(start),
+        let ns = |ms: i64| (ms * 1_000_000) as u64;
+        let delta = |start_ns: u64, t: i64, value: f64| Sample {
+            delta_start_ns: start_ns,
             ..sample(a.clone(), t, value, true)
         };
+        // Three exports inside one millisecond: each interval starts where the last ended.
         let outcome = store.ingest(
             translated(vec![
-                delta(now - 5000, now - 2000, 5.0),
-                // The next interval (it starts where the first ended), in the same millisecond.
-                delta(now - 2000, now - 2000, 3.0),
-                // That export retried.
-                delta(now - 2000, now - 2000, 3.0),
-                delta(now - 2000, now - 1000, 2.0),
+                delta(ns(now - 2000) + 100, now - 2000, 5.0),
+                delta(ns(now - 2000) + 300, now - 2000, 3.0),
+                delta(ns(now - 2000) + 500, now - 2000, 1.0),
+                // The last export retried.
+                delta(ns(now - 2000) + 500, now - 2000, 1.0),
+                delta(ns(now - 2000) + 700, now - 1000, 2.0),
             ]),
             now,
         );
-        assert_eq!(outcome.accepted, 3);
+        assert_eq!(outcome.accepted, 4);
         assert_eq!(outcome.rejected.count, 0, "{:?}", outcome.rejected);
         let selected = store.select(&[("job", "shop")], &|_| true, 0, now);
         assert_eq!(
             selected[0].1,
-            [(now - 2000, 5.0), (now - 1999, 8.0), (now - 1000, 10.0)]
+            [
+                (now - 2000, 5.0),
+                (now - 1999, 8.0),
+                (now - 1998, 9.0),
+                (now - 1000, 11.0)
+            ]
         );
     }
 

@@ -376,6 +376,7 @@ mod tests {
             value,
             delta,
             start_ms: None,
+            delta_start_ns: 0,
             exemplars: Vec::new(),
         }
     }
