@@ -67,7 +67,7 @@ struct SeriesData {
     total: f64,
     /// Start time of the cumulative series' current run (counter resets), in milliseconds; for
     /// a delta series, the start of its newest interval, in nanoseconds.
-    start_ms: Option<i64>,
+    start: Option<i64>,
     /// Allocated with the first exemplar: most series never have one.
     exemplars: Option<Box<VecDeque<Exemplar>>>,
 }
@@ -289,7 +289,7 @@ impl MetricStore {
             let delta_start = i64::try_from(sample.delta_start_ns).unwrap_or(i64::MAX);
             let next_delta = sample.delta
                 && delta_start > 0
-                && data.start_ms.is_some_and(|last| delta_start > last);
+                && data.start.is_some_and(|last| delta_start > last);
             let mut t_ms = sample.t_ms;
             if t_ms <= data.last_t && next_delta {
                 t_ms = data.last_t + 1;
@@ -298,7 +298,7 @@ impl MetricStore {
                 // The newest sample again (a retried export or a replay) is skipped quietly;
                 // so is a delta of the newest interval, stored later than sent.
                 let retried_delta =
-                    sample.delta && delta_start > 0 && data.start_ms == Some(delta_start);
+                    sample.delta && delta_start > 0 && data.start == Some(delta_start);
                 if t_ms < data.last_t && !retried_delta {
                     self.inner.out_of_order.fetch_add(1, Ordering::Relaxed);
                     outcome
@@ -315,14 +315,14 @@ impl MetricStore {
                     value = data.total;
                 }
                 if delta_start > 0 {
-                    data.start_ms = Some(delta_start);
+                    data.start = Some(delta_start);
                 }
             } else if let Some(start) = sample.start_ms {
                 // A counter's start time: a new run begins with a zero at its start
                 // (Prometheus' created timestamps), so `rate` sees the first increase and the
                 // reset.
-                if data.start_ms.is_none_or(|previous| start > previous) {
-                    data.start_ms = Some(start);
+                if data.start.is_none_or(|previous| start > previous) {
+                    data.start = Some(start);
                     if start < t_ms && start > data.last_t && start >= oldest {
                         data.push(start, 0.0);
                     }
@@ -392,7 +392,7 @@ impl MetricStore {
             head: Chunk::default(),
             last_t: i64::MIN,
             total: 0.0,
-            start_ms: None,
+            start: None,
             exemplars: None,
         }));
         let id = match index.free.pop() {

@@ -97,7 +97,7 @@ impl MetricStore {
                 put_labels(&mut frame, &labels);
                 frame.extend_from_slice(&data.last_t.to_le_bytes());
                 frame.extend_from_slice(&data.total.to_le_bytes());
-                frame.extend_from_slice(&data.start_ms.unwrap_or(i64::MIN).to_le_bytes());
+                frame.extend_from_slice(&data.start.unwrap_or(i64::MIN).to_le_bytes());
                 put_bytes(&mut frame, &data.sealed);
                 head.clear();
                 if !data.head.is_empty() {
@@ -231,7 +231,7 @@ impl MetricStore {
         let labels = input.labels()?;
         let last_t = input.i64()?;
         let total = f64::from_le_bytes(input.array()?);
-        let start_ms = Some(input.i64()?).filter(|start| *start != i64::MIN);
+        let start = Some(input.i64()?).filter(|start| *start != i64::MIN);
         let sealed = input.bytes()?.to_vec();
         let mut head = Chunk::default();
         if let Some(packed) = chunk::packed(input.bytes()?).next() {
@@ -260,7 +260,7 @@ impl MetricStore {
         data.head = head;
         data.last_t = last_t;
         data.total = total;
-        data.start_ms = start_ms;
+        data.start = start;
         data.exemplars = (!exemplars.is_empty()).then(|| Box::new(exemplars.into()));
         self.inner.samples.fetch_add(samples, Ordering::Relaxed);
         restored.summary.series += 1;
