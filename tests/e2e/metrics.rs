@@ -150,8 +150,12 @@ async fn sdk_metrics_both_temporalities_over_grpc_and_http() {
     .unwrap();
 
     for prefix in ["cumulative", "delta"] {
-        // 5 + 3, whether the SDK sent totals or the two increments.
-        let orders = wait_for(&server, &format!("{prefix}_orders_total")).await;
+        // 5 + 3, whether the SDK sent totals or the two increments (read a second ahead: a
+        // second increment ending in the same millisecond as the first is stored just after).
+        let query = format!("{prefix}_orders_total");
+        wait_for(&server, &query).await;
+        let ahead = now_nanos() as f64 / 1e9 + 1.0;
+        let orders = instant(&server, &query, Some(ahead)).await;
         assert_eq!(orders.len(), 1, "{orders:?}");
         let (labels, value) = &orders[0];
         assert_eq!(*value, 8.0, "{prefix}: {labels}");
@@ -566,7 +570,8 @@ async fn delta_exports_within_one_millisecond_all_count_and_a_retry_does_not() {
         let answer = ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
         assert!(answer.partial_success.is_none(), "{answer:?}");
     }
-    let total = instant(&server, "burst_orders_total", None).await;
+    // Read a second later: the later two are stored a millisecond or two after they ended.
+    let total = instant(&server, "burst_orders_total", Some(t as f64 / 1e9 + 1.0)).await;
     assert_eq!(total[0].1, 9.0, "5 + 3 + 1, the retry not added");
 }
 
