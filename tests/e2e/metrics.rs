@@ -31,6 +31,22 @@ async fn prom(server: &Server, path: &str, params: &[(&str, &str)]) -> (u16, Val
     query_json(server, &format!("/prometheus/api/v1/{path}"), params).await
 }
 
+/// POSTs an export as OTLP/HTTP protobuf; expects 200 and returns the decoded answer.
+async fn export(
+    server: &Server,
+    request: &ExportMetricsServiceRequest,
+) -> ExportMetricsServiceResponse {
+    let response = reqwest::Client::new()
+        .post(server.http_url("/v1/metrics"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap()
+}
+
 /// The instant-query result as `labels -> value`.
 async fn instant(server: &Server, query: &str, time: Option<f64>) -> Vec<(Value, f64)> {
     let time = time.map(|t| t.to_string());
@@ -471,14 +487,7 @@ async fn grafana_save_and_test_series_labels_and_status() {
             (vec![("route", "/b")], t, 2.0),
         ],
     );
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/metrics"))
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    export(&server, &request).await;
     let (_, series) = prom(
         &server,
         "series",
@@ -505,15 +514,7 @@ async fn the_series_cap_refuses_new_series_and_samples_survive_kill_9() {
     let points = (0..5)
         .map(|i| (vec![("shard", ["a", "b", "c", "d", "e"][i])], t, i as f64))
         .collect();
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/metrics"))
-        .header("content-type", "application/x-protobuf")
-        .body(gauge_request("shard.load", points).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer = ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let answer = export(&server, &gauge_request("shard.load", points)).await;
     let partial = answer.partial_success.expect("partial success");
     assert_eq!(partial.rejected_data_points, 2);
     assert!(
@@ -559,15 +560,7 @@ async fn delta_exports_within_one_millisecond_all_count_and_a_retry_does_not() {
         {
             sum.aggregation_temporality = 1;
         }
-        let response = reqwest::Client::new()
-            .post(server.http_url("/v1/metrics"))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer = ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+        let answer = export(&server, &request).await;
         assert!(answer.partial_success.is_none(), "{answer:?}");
     }
     // Read a second later: the later two are stored a millisecond or two after they ended.
@@ -596,22 +589,10 @@ async fn samples_come_back_from_the_snapshot_and_the_log_after_it() {
     ]);
     let base = now_nanos() - 2 * 3600 * 1_000_000_000;
     let point = |i: u64| (base + i * 15_000_000_000, (2 * i) as f64);
-    let send = |points: Vec<(u64, f64)>| {
-        let url = server.http_url("/v1/metrics");
-        async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/x-protobuf")
-                .body(counter_request("snap.requests", base, &points).encode_to_vec())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-    };
+    let request = |points: Vec<(u64, f64)>| counter_request("snap.requests", base, &points);
     // The first request fills the first segment (over 4 KiB); the second starts another.
-    send((0..240).map(point).collect()).await;
-    send(vec![point(240)]).await;
+    export(&server, &request((0..240).map(point).collect())).await;
+    export(&server, &request(vec![point(240)])).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while metrics_wal_segments(&server)
         .first()
@@ -627,7 +608,7 @@ async fn samples_come_back_from_the_snapshot_and_the_log_after_it() {
     }
     assert!(server.data_dir().join("metrics-snapshot/snapshot").exists());
     // Acknowledged after the snapshot, so possibly only in the log.
-    send((241..260).map(point).collect()).await;
+    export(&server, &request((241..260).map(point).collect())).await;
 
     // The first 240 samples are in no log segment any more: only the snapshot has them.
     let server = server.kill9_and_restart();
