@@ -89,18 +89,8 @@ fn logs_request(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequ
 }
 
 async fn post_protobuf(server: &Server, request: &ExportLogsServiceRequest) -> Value {
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/logs"))
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body = response.bytes().await.unwrap();
-    let decoded =
-        sightline_proto::otlp::collector::logs::v1::ExportLogsServiceResponse::decode(body)
-            .unwrap();
+    let decoded: sightline_proto::otlp::collector::logs::v1::ExportLogsServiceResponse =
+        crate::support::post_otlp(server, "/v1/logs", request).await;
     json!({"rejected": decoded.partial_success.map_or(0, |p| p.rejected_log_records)})
 }
 

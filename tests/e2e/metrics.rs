@@ -9,12 +9,12 @@ use opentelemetry::KeyValue as SdkKeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::Resource as SdkResource;
-use prost::Message;
 use serde_json::{json, Value};
 use sightline_proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use sightline_proto::otlp::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use sightline_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
 use sightline_proto::otlp::common::v1::any_value::Value as OtlpValue;
 use sightline_proto::otlp::metrics::v1::metric::Data;
 use sightline_proto::otlp::metrics::v1::number_data_point::Value as NumberValue;
@@ -24,7 +24,7 @@ use sightline_proto::otlp::metrics::v1::{
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos};
-use crate::support::{metric, query_json, Server};
+use crate::support::{metric, post_otlp, query_json, Server};
 
 /// GET a Prometheus API path with parameters; status and body.
 async fn prom(server: &Server, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
@@ -36,15 +36,7 @@ async fn export(
     server: &Server,
     request: &ExportMetricsServiceRequest,
 ) -> ExportMetricsServiceResponse {
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/metrics"))
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    ExportMetricsServiceResponse::decode(response.bytes().await.unwrap()).unwrap()
+    post_otlp(server, "/v1/metrics", request).await
 }
 
 /// The instant-query result as `labels -> value`.
@@ -166,8 +158,8 @@ async fn sdk_metrics_both_temporalities_over_grpc_and_http() {
     .unwrap();
 
     for prefix in ["cumulative", "delta"] {
-        // 5 + 3, whether the SDK sent totals or the two increments (read a second ahead: a
-        // second increment ending in the same millisecond as the first is stored just after).
+        // 5 + 3, whether the SDK sent totals or the two increments. Read a second ahead: a
+        // second export ending in the same millisecond as the first is stored just after.
         let query = format!("{prefix}_orders_total");
         wait_for(&server, &query).await;
         let ahead = now_nanos() as f64 / 1e9 + 1.0;
@@ -180,15 +172,15 @@ async fn sdk_metrics_both_temporalities_over_grpc_and_http() {
         assert_eq!(labels["deployment_environment"], "e2e");
         assert_eq!(labels["http_route"], "/api/orders");
         // An up-down counter is a gauge: 4 - 1, no `_total`.
-        let queue = instant(&server, &format!("{prefix}_queue_depth"), None).await;
+        let queue = instant(&server, &format!("{prefix}_queue_depth"), Some(ahead)).await;
         assert_eq!(queue[0].1, 3.0, "{prefix}");
-        let temperature = instant(&server, &format!("{prefix}_temperature"), None).await;
+        let temperature = instant(&server, &format!("{prefix}_temperature"), Some(ahead)).await;
         assert_eq!(temperature[0].1, 21.5);
         // Histogram: 0.1, 0.2, 3.0 in buckets (.., 0.25], (0.25, 1], (1, 5], (5, +Inf).
         let buckets = instant(
             &server,
             &format!("{prefix}_request_duration_seconds_bucket"),
-            None,
+            Some(ahead),
         )
         .await;
         let by_le: Vec<(String, f64)> = {
@@ -212,14 +204,14 @@ async fn sdk_metrics_both_temporalities_over_grpc_and_http() {
         let count = instant(
             &server,
             &format!("{prefix}_request_duration_seconds_count"),
-            None,
+            Some(ahead),
         )
         .await;
         assert_eq!(count[0].1, 3.0);
         let sum = instant(
             &server,
             &format!("{prefix}_request_duration_seconds_sum"),
-            None,
+            Some(ahead),
         )
         .await;
         assert!((sum[0].1 - 3.3).abs() < 1e-9, "{sum:?}");
@@ -229,7 +221,7 @@ async fn sdk_metrics_both_temporalities_over_grpc_and_http() {
             &format!(
                 "histogram_quantile(0.5, sum by (le) ({prefix}_request_duration_seconds_bucket))"
             ),
-            None,
+            Some(ahead),
         )
         .await;
         assert!((median[0].1 - 0.1875).abs() < 1e-9, "{median:?}");
@@ -661,14 +653,7 @@ async fn span_derived_red_metrics_and_service_graph_need_no_configuration() {
         crate::otlp::request("orders", vec![handler, query]),
         crate::otlp::request("gateway", vec![root, call]),
     ] {
-        let response = reqwest::Client::new()
-            .post(server.http_url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let _: ExportTraceServiceResponse = post_otlp(&server, "/v1/traces", &request).await;
     }
     // Flushed every 5 s; the database edge waits out the 10 s pairing window.
     let edge = wait_for(

@@ -161,6 +161,24 @@ impl Drop for Server {
     }
 }
 
+/// POSTs `request` to the OTLP/HTTP `path` (`/v1/metrics`, ...) as protobuf; expects 200 and
+/// returns the decoded answer.
+pub async fn post_otlp<Answer: prost::Message + Default>(
+    server: &Server,
+    path: &str,
+    request: &impl prost::Message,
+) -> Answer {
+    let response = reqwest::Client::new()
+        .post(server.http_url(path))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("POST {path}: {err}"));
+    assert_eq!(response.status(), 200, "POST {path}");
+    Answer::decode(response.bytes().await.unwrap()).unwrap()
+}
+
 /// GETs `url`, returning the status and the JSON body.
 pub async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url)

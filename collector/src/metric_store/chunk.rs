@@ -106,6 +106,11 @@ impl Chunk {
         self.last_t
     }
 
+    /// The newest sample's value.
+    pub fn last_value(&self) -> Option<f64> {
+        (self.count > 0).then(|| f64::from_bits(self.last_value))
+    }
+
     /// Bytes of encoded samples.
     pub fn bytes(&self) -> usize {
         self.bits.bytes.len()

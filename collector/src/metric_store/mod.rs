@@ -290,8 +290,16 @@ impl MetricStore {
             let next_delta = sample.delta
                 && delta_start > 0
                 && data.start.is_some_and(|last| delta_start > last);
+            // So is another value in the newest sample's millisecond (a gauge or a total
+            // exported twice within it); the same value again is a retry.
+            let next_value = !sample.delta
+                && sample.t_ms == data.last_t
+                && data
+                    .head
+                    .last_value()
+                    .is_some_and(|last| last.to_bits() != sample.value.to_bits());
             let mut t_ms = sample.t_ms;
-            if t_ms <= data.last_t && next_delta {
+            if t_ms <= data.last_t && (next_delta || next_value) {
                 t_ms = data.last_t + 1;
             }
             if t_ms <= data.last_t {
@@ -825,6 +833,25 @@ mod tests {
                 (now - 1000, 11.0)
             ]
         );
+    }
+
+    #[test]
+    fn another_value_in_the_newest_millisecond_is_kept_and_the_same_value_skipped() {
+        let store = MetricStore::new(MetricSettings::default());
+        let now = 10_000_000;
+        let a = labels("temperature", &[("room", "a")]);
+        let outcome = store.ingest(
+            translated(vec![
+                sample(a.clone(), now - 2000, 20.5, false),
+                sample(a.clone(), now - 2000, 20.5, false),
+                sample(a.clone(), now - 2000, 21.5, false),
+            ]),
+            now,
+        );
+        assert_eq!(outcome.accepted, 2);
+        assert_eq!(outcome.rejected.count, 0);
+        let selected = store.select(&[("room", "a")], &|_| true, 0, now);
+        assert_eq!(selected[0].1, [(now - 2000, 20.5), (now - 1999, 21.5)]);
     }
 
     #[test]
