@@ -740,7 +740,7 @@ impl MetricStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use sightline_proto::metric::Sample;
 
@@ -754,7 +754,7 @@ mod tests {
         labels
     }
 
-    fn sample(labels: Labels, t_ms: i64, value: f64, delta: bool) -> Sample {
+    pub(super) fn sample(labels: Labels, t_ms: i64, value: f64, delta: bool) -> Sample {
         Sample {
             labels,
             t_ms,

@@ -370,15 +370,7 @@ mod tests {
     }
 
     fn sample(name: &str, pod: &str, t_ms: i64, value: f64, delta: bool) -> Sample {
-        Sample {
-            labels: labels(name, pod),
-            t_ms,
-            value,
-            delta,
-            start_ms: None,
-            delta_start_ns: 0,
-            exemplars: Vec::new(),
-        }
+        crate::metric_store::tests::sample(labels(name, pod), t_ms, value, delta)
     }
 
     /// Every series' samples, as `select` returns them for all time.
