@@ -35,7 +35,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocument};
 
-use crate::index::StoreSettings;
+use crate::index::{DocStore, StoreSettings};
 use crate::pipeline::Batch;
 use crate::span_store::{attribute_object, attribute_value, MAX_INDEXED_STRING_BYTES};
 
@@ -106,7 +106,8 @@ impl LogFields {
         let mut builder = Schema::builder();
         // Log search sorts by time, never by relevance: no field keeps term frequencies or
         // field norms (the scores' inputs), and time and record id are columns only (range
-        // queries on a fast field read the column, so their terms would never be read).
+        // queries on a fast field read the column, so their terms would never be read). Ids are
+        // looked up, never grouped by: no columns.
         let column = NumericOptions::default().set_fast();
         let exact = |tokenizer: &str| {
             TextOptions::default().set_indexing_options(
@@ -135,7 +136,7 @@ impl LogFields {
             ),
             service: builder.add_text_field("service", exact("raw").set_fast("raw")),
             body: builder.add_text_field("body", exact("default")),
-            trace_id: builder.add_text_field("trace_id", exact("raw").set_fast("raw")),
+            trace_id: builder.add_text_field("trace_id", exact("raw")),
             span_id: builder.add_text_field("span_id", exact("raw")),
             scope: builder.add_text_field("scope", exact("raw")),
             attributes: builder.add_json_field("attributes", json.clone()),
@@ -533,7 +534,8 @@ impl LogStore {
         settings: LogSettings,
     ) -> Result<(LogStore, IndexWriter), LogStoreError> {
         let (schema, fields) = LogFields::schema();
-        let (index, reader, writer) = crate::index::open(dir, schema, store_settings)?;
+        let (index, reader, writer) =
+            crate::index::open(dir, schema, DocStore::LOGS, store_settings)?;
         index.tokenizers().register(
             LOWERCASE,
             TextAnalyzer::builder(RawTokenizer::default())

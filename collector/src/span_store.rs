@@ -26,7 +26,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
-use crate::index::StoreSettings;
+use crate::index::{DocStore, StoreSettings};
 use crate::pipeline::Batch;
 
 /// Separates service, kind and operation in the `service_operation` terms.
@@ -164,7 +164,7 @@ impl SpanStore {
         settings: &StoreSettings,
     ) -> Result<(SpanStore, IndexWriter), SpanStoreError> {
         let (schema, fields) = SpanFields::schema();
-        let (index, reader, writer) = crate::index::open(dir, schema, settings)?;
+        let (index, reader, writer) = crate::index::open(dir, schema, DocStore::SPANS, settings)?;
         Ok((
             SpanStore {
                 index,

@@ -438,6 +438,10 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
         "{severities}"
     );
     assert_eq!(field("duration")["type"], "number");
+    // Ids are listed for autocompletion of the name, without values (unique per record).
+    for id in ["trace_id", "span_id"] {
+        assert_eq!(field(id)["topValues"], json!([]), "{id}");
+    }
     assert_eq!(
         field("resource.service.name")["topValues"]
             .as_array()

@@ -40,12 +40,14 @@ pub struct Catalog<'a> {
     /// The name a query uses for an index field (`attributes.http.method` → `http.method`), or
     /// `None` for a field not listed.
     pub public_name: &'a dyn Fn(&str) -> Option<String>,
-    /// Index fields listed without values (their values are ids, unique per record).
+    /// Index fields listed without values (their values are ids, unique per record), listed
+    /// when indexed even if they have no column.
     pub without_values: &'a [&'a str],
 }
 
-/// The fast fields of the documents matching `query`, with up to `values_per_field` top
-/// values of each, in the order of their index names.
+/// The fast fields (and the indexed fields listed without values) of the documents matching
+/// `query`, with up to `values_per_field` top values of each, in the order of their index
+/// names.
 pub fn list(
     searcher: &Searcher,
     query: &dyn Query,
@@ -62,7 +64,11 @@ pub fn list(
                 Type::Bool => "bool",
                 _ => continue,
             };
-            if meta.fast_size.is_none() {
+            // Values are counted from columns; a field listed without values only needs to
+            // be searchable.
+            let without_values = catalog.without_values.contains(&meta.field_name.as_str());
+            if meta.fast_size.is_none() && !(without_values && meta.term_dictionary_size.is_some())
+            {
                 continue;
             }
             if let Some(public) = (catalog.public_name)(&meta.field_name) {

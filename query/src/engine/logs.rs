@@ -503,13 +503,13 @@ pub fn fields(
     let public_name = |name: &str| {
         let listed = name.starts_with("attributes.")
             || name.starts_with("resource.")
-            || ["severity", "service", "trace_id"].contains(&name);
+            || ["severity", "service", "trace_id", "span_id"].contains(&name);
         // Attributes are named as queries name them.
         listed.then(|| name.strip_prefix("attributes.").unwrap_or(name).to_owned())
     };
     let catalog = Catalog {
         public_name: &public_name,
-        without_values: &["trace_id"],
+        without_values: &["trace_id", "span_id"],
     };
     Ok(super::fields::list(
         &store.searcher(),

@@ -444,6 +444,11 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let segments = segment_docs(&data_dir.join("logs"))?;
+    println!(
+        "  {} segments at rest, documents in each: {segments:?}",
+        segments.len()
+    );
     for (field, parts) in bytes_by_field(&data_dir.join("logs"))? {
         let per_line = |bytes: u64| bytes as f64 / total_lines as f64;
         let total = per_line(parts.iter().map(|(_, bytes)| bytes).sum());
@@ -1638,6 +1643,19 @@ fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
     let mut sizes: Vec<_> = sizes.into_iter().collect();
     sizes.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
     sizes
+}
+
+/// Documents of each segment of a tantivy index, largest first (terms are kept per segment, so
+/// the count bears on the size).
+fn segment_docs(dir: &std::path::Path) -> anyhow::Result<Vec<u32>> {
+    let searcher = tantivy::Index::open_in_dir(dir)?.reader()?.searcher();
+    let mut docs: Vec<u32> = searcher
+        .segment_readers()
+        .iter()
+        .map(|segment| segment.num_docs())
+        .collect();
+    docs.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(docs)
 }
 
 /// Bytes of a field's parts: `("terms", 1234)`, ...
