@@ -237,7 +237,7 @@ fn newest_first(
         let newest = segment.fast_fields().u64("time")?.max_value();
         segments.push((newest, ord as u32, segment));
     }
-    segments.sort_by(|a, b| b.0.cmp(&a.0));
+    segments.sort_by_key(|segment| std::cmp::Reverse(segment.0));
     let mut found: Vec<(Option<LogKey>, DocAddress)> = Vec::new();
     for (newest, ord, segment) in segments {
         let full_and_newer = found.len() >= count
@@ -249,7 +249,7 @@ fn newest_first(
         }
         let fruit = collector.collect_segment(weight.as_ref(), ord, segment)?;
         found.extend(collector.merge_fruits(vec![fruit])?);
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|hit| std::cmp::Reverse(hit.0));
         found.truncate(count);
     }
     Ok(found)

@@ -1663,9 +1663,7 @@ type FieldParts = Vec<(&'static str, u64)>;
 
 /// Bytes of a tantivy index by field, each split into its parts (terms, postings, positions, fast
 /// column, field norms), and the doc store; largest field first.
-fn bytes_by_field(
-    dir: &std::path::Path,
-) -> anyhow::Result<Vec<(String, Vec<(&'static str, u64)>)>> {
+fn bytes_by_field(dir: &std::path::Path) -> anyhow::Result<Vec<(String, FieldParts)>> {
     let searcher = tantivy::Index::open_in_dir(dir)?.reader()?.searcher();
     let mut fields = std::collections::BTreeMap::<String, FieldParts>::new();
     for segment in searcher.space_usage()?.segments() {
