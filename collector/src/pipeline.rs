@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 
 use crate::error::IngestError;
 use crate::log_store::{LogEncoder, LogStore};
-use crate::metric_store::MetricStore;
+use crate::metric_store::{MetricStore, Written};
 use crate::metrics::IngestMetrics;
 use crate::retention::{Retention, RetentionSettings};
 use crate::service_graph::ServiceGraph;
@@ -683,7 +683,10 @@ fn start_metric_snapshots(
                 if now != last {
                     let started = Instant::now();
                     match store.write_snapshot(&snapshot_dir, seq) {
-                        Ok(summary) => {
+                        Ok(Written {
+                            summary,
+                            index_locked,
+                        }) => {
                             last = now;
                             let freed = segments.remove_committed(seq);
                             metrics
@@ -697,6 +700,7 @@ fn start_metric_snapshots(
                                 bytes = summary.bytes,
                                 wal_bytes_freed = freed,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
+                                index_locked_ms = index_locked.as_secs_f64() * 1e3,
                                 "metric store snapshot written"
                             );
                         }

@@ -26,7 +26,7 @@ use sightline_proto::metric::{Exemplar, Labels, Metadata, Translated, STALE_NAN_
 use sightline_proto::validate::Rejected;
 
 pub use chunk::Chunk;
-pub use snapshot::{Restored, SnapshotSummary};
+pub use snapshot::{Restored, SnapshotSummary, Written};
 
 /// Exemplars kept per series, newest last.
 const EXEMPLARS_PER_SERIES: usize = 8;
@@ -169,11 +169,21 @@ impl Symbols {
     }
 
     fn unpack(&self, packed: &[(Symbol, Symbol)]) -> Labels {
-        packed
-            .iter()
-            .map(|(k, v)| (self.text(*k).to_owned(), self.text(*v).to_owned()))
-            .collect()
+        unpack(&self.strings, packed)
     }
+}
+
+/// The labels of `packed`, symbols of the table whose strings are `strings`.
+fn unpack(strings: &[Arc<str>], packed: &[(Symbol, Symbol)]) -> Labels {
+    packed
+        .iter()
+        .map(|(k, v)| {
+            (
+                strings[*k as usize].as_ref().to_owned(),
+                strings[*v as usize].as_ref().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -23,7 +23,7 @@ use sightline_proto::metric::{Exemplar, Labels, Metadata};
 use sightline_proto::validate::Rejected;
 use tracing::error;
 
-use super::{chunk, Chunk, MetricStore, SeriesData};
+use super::{chunk, unpack, Chunk, MetricStore, Packed, SeriesData};
 
 const MAGIC: &[u8; 8] = b"SLMSNAP1";
 const FILE: &str = "snapshot";
@@ -46,6 +46,14 @@ pub struct SnapshotSummary {
     pub bytes: u64,
 }
 
+/// A snapshot just written.
+#[derive(Debug)]
+pub struct Written {
+    pub summary: SnapshotSummary,
+    /// How long the series index was read-locked (a new series waits for it).
+    pub index_locked: std::time::Duration,
+}
+
 /// What reading a snapshot found besides the series it restored.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -59,7 +67,7 @@ pub struct Restored {
 impl MetricStore {
     /// Writes the store's series and metadata to `dir` as holding every frame up to `seq`
     /// (which must all have been applied), replacing the previous snapshot.
-    pub fn write_snapshot(&self, dir: &Path, seq: u64) -> io::Result<SnapshotSummary> {
+    pub fn write_snapshot(&self, dir: &Path, seq: u64) -> io::Result<Written> {
         fs::create_dir_all(dir)?;
         let temporary = dir.join(TEMPORARY);
         let mut out = BufWriter::with_capacity(FRAME_BYTES, File::create(&temporary)?);
@@ -78,19 +86,25 @@ impl MetricStore {
                 put_str(&mut frame, text);
             }
         }
-        // The series as they are now, their labels as text; each is then copied under its own
-        // lock only, so ingest waits for one series at a time.
-        let series: Vec<(Labels, Arc<Mutex<SeriesData>>)> = {
+        // The series as they are now, with their labels' symbols and the strings they stand
+        // for: the index is read-locked only to copy pointers (a new series waits for that, and
+        // parking_lot lets no reader in while a writer waits, so all of ingest would). Each
+        // series is then copied under its own lock only.
+        let started = std::time::Instant::now();
+        let (strings, series) = {
             let index = self.inner.index.read();
-            index
+            let series: Vec<(Packed, Arc<Mutex<SeriesData>>)> = index
                 .series
                 .iter()
                 .flatten()
-                .map(|series| (index.symbols.unpack(&series.lock().labels), series.clone()))
-                .collect()
+                .map(|series| (series.lock().labels.clone(), series.clone()))
+                .collect();
+            (index.symbols.strings.clone(), series)
         };
+        let index_locked = started.elapsed();
         let mut head = Vec::new();
-        for (labels, series) in series {
+        for (packed, series) in series {
+            let labels = unpack(&strings, &packed);
             {
                 let data = series.lock();
                 frame.push(SERIES);
@@ -130,7 +144,10 @@ impl MetricStore {
             .sync_all()?;
         fs::rename(&temporary, dir.join(FILE))?;
         File::open(dir)?.sync_all()?;
-        Ok(summary)
+        Ok(Written {
+            summary,
+            index_locked,
+        })
     }
 
     /// Restores the snapshot in `dir` into this (empty) store; `None` when there is none. A
@@ -415,7 +432,7 @@ mod tests {
         });
         samples.push(with_exemplar);
         assert_eq!(before.ingest(export(samples), 10_000_000).accepted, 901);
-        let summary = before.write_snapshot(dir.path(), 7).unwrap();
+        let summary = before.write_snapshot(dir.path(), 7).unwrap().summary;
         assert_eq!((summary.seq, summary.series, summary.samples), (7, 4, 901));
 
         let after = store();

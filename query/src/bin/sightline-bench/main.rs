@@ -1169,7 +1169,10 @@ fn start_server(
         .args(["--http-listen-addr", "127.0.0.1:0"])
         .args(["--query-listen-addr", "127.0.0.1:0"])
         .args(extra)
-        .env("SIGHTLINE_LOG", "warn")
+        .env(
+            "SIGHTLINE_LOG",
+            std::env::var("SIGHTLINE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
