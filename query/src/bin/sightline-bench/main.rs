@@ -524,6 +524,10 @@ fn measure_log_queries(
             ],
         ),
         (
+            "fields with their top 10 values (autocompletion), last 24 h, all lines".into(),
+            vec!["/api/v1/logs/fields".into(); 5],
+        ),
+        (
             "volume histogram, last hour by minute, all lines".into(),
             vec!["/api/v1/logs/histogram?interval=1m".into(); 5],
         ),
