@@ -23,7 +23,7 @@ use sightline_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos, trace_id};
-use crate::support::{get_json, hex, metric, query_json as query, Server};
+use crate::support::{get_json, hex, metric, query_json as query, wait_for_trace, Server};
 
 /// The bodies of the logs matching `q` (as text), newest first.
 async fn bodies(server: &Server, q: &str) -> Vec<String> {
@@ -224,6 +224,10 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // Spans and logs are committed by lanes of their own: the link below is looked up in the
+    // span index, so the span must be searchable before the logs are read (a clean-clone CI
+    // run read the logs first once).
+    wait_for_trace(&server, &hex(&linked_trace), 1, Duration::from_secs(10)).await;
 
     let traceparent = format!("00-{}-{}-01", hex(&parent_trace), "00f067aa0ba902b7");
     // OTLP/JSON, as a collector or a hand-written exporter sends it.
