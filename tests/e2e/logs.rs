@@ -446,6 +446,51 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
     for id in ["trace_id", "span_id"] {
         assert_eq!(field(id)["topValues"], json!([]), "{id}");
     }
+    let matching = fields["sampledRecords"].as_u64().unwrap();
+    assert!(matching >= 5, "{fields}");
+
+    // Values are counted in the newest `sample` matching records; every name stays listed.
+    let (status, sampled) = query(&server, "/api/v1/logs/fields", &[("sample", "1")]).await;
+    assert_eq!(status, 200, "{sampled}");
+    assert_eq!(sampled["sampledRecords"], 1, "{sampled}");
+    let sampled_field = |name: &str| {
+        sampled["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {name} in {sampled}"))
+    };
+    // The newest record: "connection refused, giving up", an ERROR of payment-service.
+    assert_eq!(
+        sampled_field("severity")["topValues"],
+        json!([{"value": "ERROR", "count": 1}])
+    );
+    assert_eq!(sampled_field("correlationId")["topValues"], json!([]));
+
+    // Each segment's fields are read once; a field first written after that is listed too.
+    let probe = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"timeUnixNano": now_nanos().to_string(), "body": {"stringValue": "probe"},
+         "attributes": [{"key": "cacheProbe", "value": {"stringValue": "yes"}}]}
+    ]}]}]});
+    let response = reqwest::Client::new()
+        .post(server.http_url("/v1/logs"))
+        .json(&probe)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    wait_for_logs(&server, "cacheProbe:yes", 1).await;
+    let (_, fields) = query(&server, "/api/v1/logs/fields", &[]).await;
+    assert!(
+        fields["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "cacheProbe" && f["topValues"][0]["value"] == "yes"),
+        "{fields}"
+    );
     assert_eq!(
         field("resource.service.name")["topValues"]
             .as_array()

@@ -244,8 +244,13 @@ fn end_event(message: &str) -> Event {
         .unwrap_or_else(|_| Event::default().event("end"))
 }
 
+/// Records the field list's top values are counted from, by default and at most.
+const FIELDS_SAMPLE: usize = 10_000;
+const MAX_FIELDS_SAMPLE: usize = 1_000_000;
+
 /// `GET /api/v1/logs/fields`: field names (as queries name them) with their type and top
-/// values among the records matching the query (by default, those of the last 24 hours).
+/// values among the newest `sample` records matching the query (by default, of the last 24
+/// hours).
 async fn fields(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -256,11 +261,15 @@ async fn fields(
         params = Params::parse(Some(&format!("{}&start={start}", raw.unwrap_or_default())));
     }
     let values = params.u64(&["values"])?.unwrap_or(10).clamp(1, 100) as usize;
+    let sample = params
+        .u64(&["sample"])?
+        .unwrap_or(FIELDS_SAMPLE as u64)
+        .clamp(1, MAX_FIELDS_SAMPLE as u64) as usize;
     blocking(move || {
         let query = query_of(&state, &params)?;
-        let fields = logs::fields(&state.logs, query.as_ref(), values)?;
+        let (fields, sampled) = logs::fields(&state.logs, query.as_ref(), values, sample)?;
         let data: Vec<Value> = fields.iter().map(FieldInfo::to_json).collect();
-        Ok(Json(json!({ "data": data })))
+        Ok(Json(json!({ "data": data, "sampledRecords": sampled })))
     })
     .await
 }

@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::LazyLock;
 
 use serde_json::json;
-use sightline_collector::log_store::{body_analyzer, field_text, LogStoreError};
+use sightline_collector::log_store::{body_analyzer, field_text, LogFields, LogStoreError};
 use sightline_collector::{LogStore, SpanStore};
 use sightline_proto::log::LogRecord;
 use sightline_proto::TraceId;
@@ -25,7 +26,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
-use super::fields::{Catalog, FieldInfo};
+use super::fields::{Catalog, FieldInfo, SegmentFields};
 use super::query_syntax::{self, Dialect, PhrasesWithoutPositions, QueryError};
 use crate::time::parse_time_nanos;
 
@@ -157,6 +158,32 @@ fn time_range(field: Field, start: Option<u64>, end: Option<u64>) -> Box<dyn Que
         })
     };
     Box::new(RangeQuery::new(bound(start), bound(end)))
+}
+
+/// Records at `key` or after it in `(time, id)` order.
+fn from_key(fields: &LogFields, key: LogKey) -> Box<dyn Query> {
+    let from = |lower| -> Box<dyn Query> { Box::new(RangeQuery::new(lower, Bound::Unbounded)) };
+    let time = |t| Term::from_field_u64(fields.time, t);
+    let same_time = Box::new(RangeQuery::new(
+        Bound::Included(time(key.time_unix_nanos)),
+        Bound::Included(time(key.time_unix_nanos)),
+    ));
+    Box::new(BooleanQuery::new(vec![
+        (
+            Occur::Should,
+            from(Bound::Excluded(time(key.time_unix_nanos))),
+        ),
+        (
+            Occur::Should,
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, same_time as Box<dyn Query>),
+                (
+                    Occur::Must,
+                    from(Bound::Included(Term::from_field_u64(fields.id, key.id))),
+                ),
+            ])),
+        ),
+    ]))
 }
 
 /// `(time, id)` of each document, or `None` for documents outside `(.., before)`.
@@ -494,12 +521,35 @@ pub fn histogram(
     })
 }
 
-/// The fields of the records matching `query`, with their top values.
+/// The fields of the log index's segments (one log index per process).
+static LOG_SEGMENT_FIELDS: LazyLock<SegmentFields> = LazyLock::new(SegmentFields::default);
+
+/// The fields of the log index, with their top values among the newest `sample` records
+/// matching `query`, and how many records those are. A sample, as Kibana's field list takes
+/// one: counting every match of a day costs seconds at millions of lines, and the values are
+/// for autocompletion.
 pub fn fields(
     store: &LogStore,
     query: &dyn Query,
     values_per_field: usize,
-) -> Result<Vec<FieldInfo>, LogSearchError> {
+    sample: usize,
+) -> Result<(Vec<FieldInfo>, usize), LogSearchError> {
+    let searcher = store.searcher();
+    let sample = sample.max(1);
+    let newest = newest_first(&searcher, query, sample, None)?;
+    let sampled = newest.len();
+    let narrowed: Box<dyn Query>;
+    let (query, every_match) = match newest.last().and_then(|(key, _)| *key) {
+        // As many matches as the sample or more: only those from its oldest on.
+        Some(oldest) if sampled == sample => {
+            narrowed = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query.box_clone()),
+                (Occur::Must, from_key(store.fields(), oldest)),
+            ]));
+            (narrowed.as_ref(), false)
+        }
+        _ => (query, true),
+    };
     let public_name = |name: &str| {
         let listed = name.starts_with("attributes.")
             || name.starts_with("resource.")
@@ -510,11 +560,8 @@ pub fn fields(
     let catalog = Catalog {
         public_name: &public_name,
         without_values: &["trace_id", "span_id"],
+        segment_fields: &LOG_SEGMENT_FIELDS,
     };
-    Ok(super::fields::list(
-        &store.searcher(),
-        query,
-        values_per_field,
-        &catalog,
-    )?)
+    let fields = super::fields::list(&searcher, query, every_match, values_per_field, &catalog)?;
+    Ok((fields, sampled))
 }

@@ -392,6 +392,10 @@ fn span_field(field: &str) -> String {
     }
 }
 
+/// The fields of the span index's segments (one span index per process).
+static SPAN_SEGMENT_FIELDS: std::sync::LazyLock<super::fields::SegmentFields> =
+    std::sync::LazyLock::new(super::fields::SegmentFields::default);
+
 /// The span and resource attributes of the spans of `service` (all services when `None`)
 /// that started in `[start, end]`, with their top values: what trace search can ask for.
 pub fn attributes(
@@ -428,10 +432,12 @@ pub fn attributes(
     let catalog = super::fields::Catalog {
         public_name: &public_name,
         without_values: &[],
+        segment_fields: &SPAN_SEGMENT_FIELDS,
     };
     Ok(super::fields::list(
         &store.searcher(),
         &BooleanQuery::new(clauses),
+        true,
         values_per_field,
         &catalog,
     )?)
