@@ -1,6 +1,6 @@
 //! The fields a query can name, with their most frequent values, for autocompletion: read from
-//! each segment's field metadata (JSON paths included), top values from tantivy's terms
-//! aggregations over the matching documents. Shared by log fields and span attributes.
+//! each segment's field metadata (JSON paths included; read once per segment), top values
+//! from tantivy's terms aggregations over the matching documents. Shared by log fields and span attributes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -78,8 +78,8 @@ impl SegmentFields {
 
 /// The fast fields (and the indexed fields listed without values) of the documents matching
 /// `query`, with up to `values_per_field` top values of each, in the order of their index
-/// names. `query` is `every_match` when it matches all the records the list is for (not a
-/// sample of them): a field none of its documents has is then left out.
+/// names. `every_match` says whether `query` matches every record the list is for, rather than
+/// a sample of them: only then is a field that none of its documents has left out.
 pub fn list(
     searcher: &Searcher,
     query: &dyn Query,
@@ -142,8 +142,9 @@ pub fn list(
             top.insert(name.clone(), values);
         }
     }
-    // A field whose values were counted but that no matching document has is left out: the
-    // segments' metadata lists every field of every document, matching or not.
+    // A field whose values were counted but that no matching document has is left out, unless
+    // the documents are a sample: the segments' metadata lists every field of every document,
+    // matching or not.
     names.retain(|name, _| {
         !every_match
             || top
