@@ -1,6 +1,7 @@
 //! The fields a query can name, with their most frequent values, for autocompletion: read from
-//! each segment's field metadata (JSON paths included; read once per segment), top values
-//! from tantivy's terms aggregations over the matching documents. Shared by log fields and span attributes.
+//! each segment's field metadata (JSON paths included; read once per segment), top values from
+//! tantivy's terms aggregations over the matching documents. Shared by log fields and span
+//! attributes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
