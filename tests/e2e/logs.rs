@@ -23,7 +23,9 @@ use sightline_proto::otlp::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos, trace_id};
-use crate::support::{get_json, hex, metric, query_json as query, wait_for_trace, Server};
+use crate::support::{
+    get_json, hex, metric, post_otlp_json, query_json as query, wait_for_trace, Server,
+};
 
 /// The bodies of the logs matching `q` (as text), newest first.
 async fn bodies(server: &Server, q: &str) -> Vec<String> {
@@ -38,6 +40,17 @@ async fn bodies(server: &Server, q: &str) -> Vec<String> {
             other => other.to_string(),
         })
         .collect()
+}
+
+/// The field `name` of a `/api/v1/logs/fields` answer.
+fn field_named(fields: &Value, name: &str) -> Value {
+    fields["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no field {name} in {fields}"))
 }
 
 /// Polls until `q` finds `n` logs; returns them and how long that took.
@@ -253,14 +266,7 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
              "attributes": [{"key": "retry", "value": {"boolValue": false}}]}
          ]}]}
     ]});
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/logs"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
+    let answer = post_otlp_json(&server, "/v1/logs", &body).await;
     assert_eq!(
         answer["partialSuccess"]["rejectedLogRecords"], "1",
         "{answer}"
@@ -420,15 +426,7 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
     // Fields for autocompletion, with top values.
     let (status, fields) = query(&server, "/api/v1/logs/fields", &[]).await;
     assert_eq!(status, 200, "{fields}");
-    let field = |name: &str| {
-        fields["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no field {name} in {fields}"))
-    };
+    let field = |name: &str| field_named(&fields, name);
     assert_eq!(
         field("correlationId")["topValues"][0]["value"],
         "abc-123-def"
@@ -453,43 +451,27 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
     let (status, sampled) = query(&server, "/api/v1/logs/fields", &[("sample", "1")]).await;
     assert_eq!(status, 200, "{sampled}");
     assert_eq!(sampled["sampledRecords"], 1, "{sampled}");
-    let sampled_field = |name: &str| {
-        sampled["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no field {name} in {sampled}"))
-    };
     // The newest record: "connection refused, giving up", an ERROR of payment-service.
     assert_eq!(
-        sampled_field("severity")["topValues"],
+        field_named(&sampled, "severity")["topValues"],
         json!([{"value": "ERROR", "count": 1}])
     );
-    assert_eq!(sampled_field("correlationId")["topValues"], json!([]));
+    assert_eq!(
+        field_named(&sampled, "correlationId")["topValues"],
+        json!([])
+    );
 
     // Each segment's fields are read once; a field first written after that is listed too.
     let probe = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
         {"timeUnixNano": now_nanos().to_string(), "body": {"stringValue": "probe"},
          "attributes": [{"key": "cacheProbe", "value": {"stringValue": "yes"}}]}
     ]}]}]});
-    let response = reqwest::Client::new()
-        .post(server.http_url("/v1/logs"))
-        .json(&probe)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_otlp_json(&server, "/v1/logs", &probe).await;
     wait_for_logs(&server, "cacheProbe:yes", 1).await;
     let (_, fields) = query(&server, "/api/v1/logs/fields", &[]).await;
-    assert!(
-        fields["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["name"] == "cacheProbe" && f["topValues"][0]["value"] == "yes"),
-        "{fields}"
+    assert_eq!(
+        field_named(&fields, "cacheProbe")["topValues"][0]["value"],
+        "yes"
     );
     assert_eq!(
         field("resource.service.name")["topValues"]

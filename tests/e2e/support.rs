@@ -179,6 +179,18 @@ pub async fn post_otlp<Answer: prost::Message + Default>(
     Answer::decode(response.bytes().await.unwrap()).unwrap()
 }
 
+/// POSTs `request` to the OTLP/HTTP `path` as OTLP/JSON; expects 200 and returns the JSON answer.
+pub async fn post_otlp_json(server: &Server, path: &str, request: &Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(server.http_url(path))
+        .json(request)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("POST {path}: {err}"));
+    assert_eq!(response.status(), 200, "POST {path}");
+    response.json().await.unwrap()
+}
+
 /// GETs `url`, returning the status and the JSON body.
 pub async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url)
