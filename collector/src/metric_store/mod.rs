@@ -167,10 +167,6 @@ impl Symbols {
             .map(|(k, v)| Some((self.get(k)?, self.get(v)?)))
             .collect()
     }
-
-    fn unpack(&self, packed: &[(Symbol, Symbol)]) -> Labels {
-        unpack(&self.strings, packed)
-    }
 }
 
 /// The labels of `packed`, symbols of the table whose strings are `strings`.
@@ -471,7 +467,7 @@ impl MetricStore {
         ids.into_iter()
             .filter_map(|id| index.series.get(id as usize).cloned().flatten())
             .filter_map(|series| {
-                let labels = index.symbols.unpack(&series.lock().labels);
+                let labels = unpack(&index.symbols.strings, &series.lock().labels);
                 keep(&labels).then(|| (Arc::new(labels), series))
             })
             .collect()

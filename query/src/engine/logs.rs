@@ -143,7 +143,7 @@ pub fn log_query(
         clauses.push((Occur::Must, query));
     }
     if start.is_some() || end.is_some() {
-        clauses.push((Occur::Must, time_range(fields.time, start, end)));
+        clauses.push((Occur::Must, u64_range(fields.time, start, end)));
     }
     Ok(match clauses.len() {
         0 => Box::new(AllQuery),
@@ -151,7 +151,8 @@ pub fn log_query(
     })
 }
 
-fn time_range(field: Field, start: Option<u64>, end: Option<u64>) -> Box<dyn Query> {
+/// The documents whose `field` column is within `[start, end]` (`None`: unbounded).
+fn u64_range(field: Field, start: Option<u64>, end: Option<u64>) -> Box<dyn Query> {
     let bound = |value: Option<u64>| {
         value.map_or(Bound::Unbounded, |v| {
             Bound::Included(Term::from_field_u64(field, v))
@@ -162,28 +163,17 @@ fn time_range(field: Field, start: Option<u64>, end: Option<u64>) -> Box<dyn Que
 
 /// Records at `key` or after it in `(time, id)` order.
 fn from_key(fields: &LogFields, key: LogKey) -> Box<dyn Query> {
-    let from = |lower| -> Box<dyn Query> { Box::new(RangeQuery::new(lower, Bound::Unbounded)) };
-    let time = |t| Term::from_field_u64(fields.time, t);
-    let same_time = Box::new(RangeQuery::new(
-        Bound::Included(time(key.time_unix_nanos)),
-        Bound::Included(time(key.time_unix_nanos)),
-    ));
-    Box::new(BooleanQuery::new(vec![
-        (
-            Occur::Should,
-            from(Bound::Excluded(time(key.time_unix_nanos))),
-        ),
-        (
-            Occur::Should,
-            Box::new(BooleanQuery::new(vec![
-                (Occur::Must, same_time as Box<dyn Query>),
-                (
-                    Occur::Must,
-                    from(Bound::Included(Term::from_field_u64(fields.id, key.id))),
-                ),
-            ])),
-        ),
-    ]))
+    let time = key.time_unix_nanos;
+    let same_time_from_id = BooleanQuery::new(vec![
+        (Occur::Must, u64_range(fields.time, Some(time), Some(time))),
+        (Occur::Must, u64_range(fields.id, Some(key.id), None)),
+    ]);
+    let mut either: Vec<(Occur, Box<dyn Query>)> =
+        vec![(Occur::Should, Box::new(same_time_from_id))];
+    if let Some(later) = time.checked_add(1) {
+        either.push((Occur::Should, u64_range(fields.time, Some(later), None)));
+    }
+    Box::new(BooleanQuery::new(either))
 }
 
 /// `(time, id)` of each document, or `None` for documents outside `(.., before)`.
@@ -228,7 +218,7 @@ pub fn search(
                 (Occur::Must, query.box_clone()),
                 (
                     Occur::Must,
-                    time_range(store.fields().time, None, Some(before.time_unix_nanos)),
+                    u64_range(store.fields().time, None, Some(before.time_unix_nanos)),
                 ),
             ]));
             narrowed.as_ref()
