@@ -24,7 +24,7 @@ use sightline_proto::otlp::resource::v1::Resource;
 
 use crate::otlp::{kv, now_nanos, trace_id};
 use crate::support::{
-    get_json, hex, metric, post_otlp_json, query_json as query, wait_for_trace, Server,
+    field_named, get_json, hex, metric, post_otlp_json, query_json as query, wait_for_trace, Server,
 };
 
 /// The bodies of the logs matching `q` (as text), newest first.
@@ -40,17 +40,6 @@ async fn bodies(server: &Server, q: &str) -> Vec<String> {
             other => other.to_string(),
         })
         .collect()
-}
-
-/// The field `name` of a `/api/v1/logs/fields` answer.
-fn field_named(fields: &Value, name: &str) -> Value {
-    fields["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no field {name} in {fields}"))
 }
 
 /// Polls until `q` finds `n` logs; returns them and how long that took.

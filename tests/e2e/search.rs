@@ -9,7 +9,7 @@ use sightline_proto::otlp::common::v1::any_value::Value as V;
 use sightline_proto::otlp::trace::v1::{Span, Status};
 
 use crate::otlp::{kv, now_nanos, request, trace_id};
-use crate::support::{get_json, hex, wait_for_trace, Server};
+use crate::support::{field_named, get_json, hex, wait_for_trace, Server};
 
 const MS: u64 = 1_000_000;
 
@@ -209,15 +209,7 @@ async fn native_search_filters_summarises_and_pages() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let field = |name: &str| {
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no attribute {name} in {body}"))
-    };
+    let field = |name: &str| field_named(&body, name);
     let method = field("http.method");
     assert_eq!(method["type"], "string");
     let mut values: Vec<_> = method["topValues"]

@@ -191,6 +191,17 @@ pub async fn post_otlp_json(server: &Server, path: &str, request: &Value) -> Val
     response.json().await.unwrap()
 }
 
+/// The field `name` of a field list (`/api/v1/logs/fields`, `/api/v1/traces/attributes`).
+pub fn field_named(fields: &Value, name: &str) -> Value {
+    fields["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no field {name} in {fields}"))
+}
+
 /// GETs `url`, returning the status and the JSON body.
 pub async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url)
