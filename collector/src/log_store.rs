@@ -1,9 +1,10 @@
 //! The log store: a tantivy index holding every log record with everything it was exported with.
 //!
-//! Each record is one document: the body as full text (positions kept, for phrases), severity,
-//! service, trace and span ids as exact-match fields, record attributes and resource attributes
-//! as two JSON fields, a nanosecond time, a record id, and the whole record with its resource and
-//! scope as a stored [`LogRecord`].
+//! Each record is one document: the body as full text (words only: a phrase is checked on the
+//! stored record), severity, service, trace and span ids as exact-match fields, record
+//! attributes and resource attributes as two JSON fields, a nanosecond time, a record id, and
+//! the whole record with its resource and scope as a stored [`LogRecord`], less the times the
+//! time column gives back.
 //!
 //! Before a record is written to the write-ahead log it is completed, so replay and the live path
 //! index the same thing: a missing severity number or text is derived from the other, a missing
@@ -21,7 +22,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::encoding::{decode_varint, encode_varint};
 use sightline_proto::log::{
-    parse_traceparent, severity_bucket, severity_number, severity_text, LogRecord, LogRecordEncoder,
+    elide_times, parse_traceparent, restore_times, severity_bucket, severity_number, severity_text,
+    LogRecord, LogRecordEncoder,
 };
 use sightline_proto::otlp_json::plain_json;
 use sightline_proto::span::service_name;
@@ -146,24 +148,15 @@ impl LogFields {
         (builder.build(), fields)
     }
 
-    /// The document of one (completed) log record; the pipeline adds its id.
-    pub fn document(
+    /// The document of one (completed) log record, whose stored form is `stored` (see
+    /// [`encode_stored`]), with the fields of its JSON body if it has one; the pipeline adds
+    /// its id.
+    fn document(
         &self,
         record: &OtlpLogRecord,
         resource: Option<&Resource>,
         scope_name: &str,
-        encoded: &[u8],
-    ) -> TantivyDocument {
-        self.document_with_body(record, resource, scope_name, encoded, json_body(record))
-    }
-
-    /// As [`LogFields::document`], with the fields of a JSON body already parsed.
-    fn document_with_body(
-        &self,
-        record: &OtlpLogRecord,
-        resource: Option<&Resource>,
-        scope_name: &str,
-        encoded: &[u8],
+        stored: &[u8],
         body_fields: Option<JsonFields>,
     ) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
@@ -203,9 +196,18 @@ impl LogFields {
                 doc.add_field_value(self.resource, &OwnedValue::Object(attributes));
             }
         }
-        doc.add_bytes(self.record, encoded);
+        doc.add_bytes(self.record, stored);
         doc
     }
+}
+
+/// Appends `record` encoded as the log index stores it: without the times its time column gives
+/// back (see [`elide_times`]); [`LogStore::record`] reads them back.
+fn encode_stored(encoder: &LogRecordEncoder, record: &mut OtlpLogRecord, out: &mut Vec<u8>) {
+    let times = (record.time_unix_nano, record.observed_time_unix_nano);
+    elide_times(record);
+    encoder.encode(record, out);
+    (record.time_unix_nano, record.observed_time_unix_nano) = times;
 }
 
 /// The full text of a record's body, as indexed. A structured body's (a map, or a string holding
@@ -460,6 +462,7 @@ impl LogEncoder {
         let mut payload = Vec::new();
         let mut documents = Vec::new();
         let mut encoded = Vec::new();
+        let mut stored = Vec::new();
         for resource_logs in &mut request.resource_logs {
             for scope_logs in &mut resource_logs.scope_logs {
                 let encoder = LogRecordEncoder::new(
@@ -477,11 +480,13 @@ impl LogEncoder {
                     encoder.encode(record, &mut encoded);
                     encode_varint(encoded.len() as u64, &mut payload);
                     payload.extend_from_slice(&encoded);
-                    documents.push(self.fields.document_with_body(
+                    stored.clear();
+                    encode_stored(&encoder, record, &mut stored);
+                    documents.push(self.fields.document(
                         record,
                         resource_logs.resource.as_ref(),
                         scope_name,
-                        &encoded,
+                        &stored,
                         body_fields,
                     ));
                 }
@@ -496,6 +501,7 @@ impl LogEncoder {
         mut payload: &[u8],
     ) -> Result<Vec<TantivyDocument>, LogStoreError> {
         let mut documents = Vec::new();
+        let mut stored = Vec::new();
         while !payload.is_empty() {
             let len = decode_varint(&mut payload)
                 .map_err(|err| LogStoreError::Corrupt(err.to_string()))?
@@ -503,13 +509,22 @@ impl LogEncoder {
             let bytes = payload
                 .get(..len)
                 .ok_or_else(|| LogStoreError::Corrupt("truncated log record".into()))?;
-            let record =
+            let mut record =
                 LogRecord::decode(bytes).map_err(|err| LogStoreError::Corrupt(err.to_string()))?;
+            let encoder = LogRecordEncoder::new(
+                Some(&record.resource),
+                &record.resource_schema_url,
+                Some(&record.scope),
+                &record.scope_schema_url,
+            );
+            stored.clear();
+            encode_stored(&encoder, &mut record.record, &mut stored);
             documents.push(self.fields.document(
                 &record.record,
                 Some(&record.resource),
                 &record.scope.name,
-                bytes,
+                &stored,
+                json_body(&record.record),
             ));
             payload = &payload[len..];
         }
@@ -608,7 +623,7 @@ impl LogStore {
         }))
     }
 
-    /// The stored record of a document.
+    /// The stored record of a document, with its times as received.
     pub fn record(
         &self,
         searcher: &Searcher,
@@ -619,7 +634,16 @@ impl LogStore {
             .get_first(self.fields.record)
             .and_then(|value| value.as_bytes())
             .ok_or_else(|| LogStoreError::Corrupt("log document without record".into()))?;
-        LogRecord::decode(bytes).map_err(|err| LogStoreError::Corrupt(err.to_string()))
+        let mut record =
+            LogRecord::decode(bytes).map_err(|err| LogStoreError::Corrupt(err.to_string()))?;
+        let time = searcher
+            .segment_reader(address.segment_ord)
+            .fast_fields()
+            .u64("time")?
+            .first(address.doc_id)
+            .ok_or_else(|| LogStoreError::Corrupt("log document without time".into()))?;
+        restore_times(&mut record.record, time);
+        Ok(record)
     }
 }
 

@@ -248,9 +248,11 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
         {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "payment-service"}}]},
          "scopeLogs": [{"logRecords": [
             {"timeUnixNano": (now - 1_000_000).to_string(), "severityNumber": 17,
+             "observedTimeUnixNano": (now - 500_000).to_string(),
              "body": {"stringValue": "connection refused by bank-gateway"},
              "attributes": [{"key": "retry", "value": {"boolValue": true}}]},
             {"timeUnixNano": now.to_string(), "severityNumber": "SEVERITY_NUMBER_ERROR",
+             "observedTimeUnixNano": now.to_string(),
              "body": {"stringValue": "connection refused, giving up"},
              "attributes": [{"key": "retry", "value": {"boolValue": false}}]}
          ]}]}
@@ -375,6 +377,23 @@ async fn json_bodies_correlation_ids_traceparent_and_the_query_syntax() {
     )
     .to_string();
     assert_eq!(found[0]["time"], expected_time);
+    // The stored record leaves out times the index's time column gives back: every mix of the
+    // two comes back as it was sent (an observed time stamped at receipt when missing).
+    let times = |record: &Value| {
+        let nanos = |key: &str| record[key].as_str().unwrap().parse::<u64>().unwrap();
+        (nanos("timeUnixNano"), nanos("observedTimeUnixNano"))
+    };
+    let (found, _) = wait_for_logs(&server, "bank-gateway", 1).await;
+    assert_eq!(times(&found[0]), (now - 1_000_000, now - 500_000));
+    let (found, _) = wait_for_logs(&server, "giving", 1).await;
+    assert_eq!(times(&found[0]), (now, now));
+    let (found, _) = wait_for_logs(&server, "checkout", 1).await;
+    let (time, observed) = times(&found[0]);
+    assert_eq!(time, now - 4_000_000);
+    assert!(
+        observed >= now,
+        "observed time {observed} stamped before the request"
+    );
 
     // Time ranges, in RFC 3339 or nanoseconds.
     let since = humantime::format_rfc3339_nanos(
