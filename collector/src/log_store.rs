@@ -81,7 +81,7 @@ impl Default for LogSettings {
 /// The fields of the log index.
 #[derive(Debug, Clone, Copy)]
 pub struct LogFields {
-    /// `seq << 24 | position`: unique, grows with ingest order; added by the pipeline.
+    /// Consecutive in ingest order, unique; added by the pipeline.
     pub id: Field,
     /// Time of the event, or its observed time when it has none, in Unix nanoseconds.
     pub time: Field,

@@ -773,4 +773,25 @@ async fn acknowledged_logs_survive_kill_9() {
             .max(0.0),
         0.0
     );
+
+    // Record ids are consecutive and go on from where the last commit (the one after the
+    // replay) left them: records replayed after a second kill -9 reuse none.
+    let ids = |found: &[Value]| -> Vec<u64> {
+        let mut ids: Vec<u64> = found
+            .iter()
+            .map(|record| record["id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let replayed = ids(&found);
+    assert_eq!(replayed.last().unwrap() - replayed[0], 499, "{replayed:?}");
+    post_protobuf(&server, &logs_request("durable", records[..100].to_vec())).await;
+    let server = server.kill9_and_restart();
+    let (found, _) = wait_for_logs(&server, "service:durable", 600).await;
+    let all = ids(&found);
+    assert_eq!(all.len(), 600);
+    assert_eq!(&all[..500], &replayed[..]);
+    assert_eq!(all[500], replayed[499] + 1, "{:?}", &all[495..505]);
+    assert_eq!(all.last().unwrap() - all[500], 99);
 }

@@ -449,6 +449,17 @@ async fn run_logs(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         "  {} segments at rest, documents in each: {segments:?}",
         segments.len()
     );
+    let live_bytes = tantivy::Index::open_in_dir(data_dir.join("logs"))?
+        .reader()?
+        .searcher()
+        .space_usage()?
+        .total()
+        .get_bytes();
+    println!(
+        "  live segments {:.1} B/line, other files (meta, segments merged away and not yet deleted) {:.1} B/line",
+        live_bytes as f64 / total_lines as f64,
+        index_bytes.saturating_sub(live_bytes) as f64 / total_lines as f64
+    );
     for (field, parts) in bytes_by_field(&data_dir.join("logs"))? {
         let per_line = |bytes: u64| bytes as f64 / total_lines as f64;
         let total = per_line(parts.iter().map(|(_, bytes)| bytes).sum());
