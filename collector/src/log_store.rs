@@ -33,9 +33,10 @@ use tantivy::schema::{
     TextFieldIndexing, TextOptions, Value, STORED,
 };
 use tantivy::tokenizer::{
-    LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, TokenStream,
+    LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenStream,
+    Tokenizer,
 };
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocument};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Searcher, TantivyDocument, Term};
 
 use crate::index::{DocStore, StoreSettings};
 use crate::pipeline::Batch;
@@ -43,6 +44,11 @@ use crate::span_store::{attribute_object, attribute_value, MAX_INDEXED_STRING_BY
 
 /// Tokenizer of exact-match fields that match case-insensitively (severity).
 const LOWERCASE: &str = "sightline_lowercase";
+/// Tokenizer of trace and span ids: see [`IdPrefixTokenizer`].
+const ID_PREFIX: &str = "sightline_id_prefix";
+/// Hex digits of an id the index keeps: 32 bits, one chance in four billion that an id shares
+/// them with another.
+pub const ID_PREFIX_CHARS: usize = 8;
 /// Depth of a JSON body's fields that becomes searchable.
 const MAX_BODY_DEPTH: usize = 4;
 
@@ -91,7 +97,9 @@ pub struct LogFields {
     pub service: Field,
     /// The body as text (a structured body as its JSON).
     pub body: Field,
-    /// Lowercase hex; empty when the record has none.
+    /// The first [`ID_PREFIX_CHARS`] lowercase hex digits (the whole id in indexes written
+    /// before ids were cut): a match is confirmed on the stored record
+    /// ([`LogStore::id_check`]). Absent when the record has none.
     pub trace_id: Field,
     pub span_id: Field,
     pub scope: Field,
@@ -138,8 +146,8 @@ impl LogFields {
             ),
             service: builder.add_text_field("service", exact("raw").set_fast("raw")),
             body: builder.add_text_field("body", exact("default")),
-            trace_id: builder.add_text_field("trace_id", exact("raw")),
-            span_id: builder.add_text_field("span_id", exact("raw")),
+            trace_id: builder.add_text_field("trace_id", exact(ID_PREFIX)),
+            span_id: builder.add_text_field("span_id", exact(ID_PREFIX)),
             scope: builder.add_text_field("scope", exact("raw")),
             attributes: builder.add_json_field("attributes", json.clone()),
             resource: builder.add_json_field("resource", json),
@@ -557,6 +565,9 @@ impl LogStore {
                 .filter(LowerCaser)
                 .build(),
         );
+        index
+            .tokenizers()
+            .register(ID_PREFIX, IdPrefixTokenizer::default());
         Ok((
             LogStore {
                 index,
@@ -623,6 +634,60 @@ impl LogStore {
         }))
     }
 
+    /// The term of `field` (trace or span id) for the lowercase hex id `id`, as the index's
+    /// tokenizer for it cuts it; matching documents need [`LogStore::id_check`].
+    pub fn id_term(&self, field: Field, id: &str) -> Term {
+        let mut text = id.to_owned();
+        if let Ok(mut analyzer) = self.index.tokenizer_for_field(field) {
+            let mut stream = analyzer.token_stream(id);
+            if let Some(token) = stream.next() {
+                text = token.text.clone();
+            }
+        }
+        Term::from_field_text(field, &text)
+    }
+
+    /// A test of whether a document of `segment` has, as its trace id (`field` "trace_id") or
+    /// span id ("span_id"), one of `ids` (hex, any case), or one starting with one of them when
+    /// `prefix`: the index keeps only the first digits of each id, so its matches are confirmed
+    /// on the stored record.
+    pub fn id_check(
+        segment: &tantivy::SegmentReader,
+        field: &str,
+        ids: &[String],
+        prefix: bool,
+    ) -> tantivy::Result<Box<dyn FnMut(tantivy::DocId) -> bool + Send>> {
+        let store = segment.get_store_reader(4)?;
+        let record_field = segment.schema().get_field("record")?;
+        let span = field == "span_id";
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|id| id.trim().to_ascii_lowercase())
+            .collect();
+        Ok(Box::new(move |doc| {
+            let Ok(document) = store.get::<TantivyDocument>(doc) else {
+                return false;
+            };
+            let Some(stored) = document
+                .get_first(record_field)
+                .and_then(|value| value.as_bytes())
+                .and_then(|bytes| LogRecord::decode(bytes).ok())
+            else {
+                return false;
+            };
+            let id = match span {
+                true => stored.span_id().map(|id| id.to_string()),
+                false => stored.trace_id().map(|id| id.to_string()),
+            };
+            id.is_some_and(|id| {
+                ids.iter().any(|wanted| match prefix {
+                    true => id.starts_with(wanted.as_str()),
+                    false => id == *wanted,
+                })
+            })
+        }))
+    }
+
     /// The stored record of a document, with its times as received.
     pub fn record(
         &self,
@@ -661,6 +726,54 @@ pub fn field_text(record: &OtlpLogRecord, key: &str) -> Option<String> {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+/// Trace and span ids are indexed by their first [`ID_PREFIX_CHARS`] hex digits, lowercase:
+/// random ids cost the term dictionary about a byte per digit it keeps (a span id's 16 digits
+/// cost about 17 B, its first 8 about 9 B), and a lookup reads the stored records of the few
+/// documents sharing the prefix to confirm the match.
+#[derive(Clone, Default)]
+struct IdPrefixTokenizer {
+    token: Token,
+}
+
+struct IdPrefixStream<'a> {
+    token: &'a mut Token,
+    has_token: bool,
+}
+
+impl Tokenizer for IdPrefixTokenizer {
+    type TokenStream<'a> = IdPrefixStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &str) -> IdPrefixStream<'a> {
+        self.token.reset();
+        self.token.offset_to = text.len();
+        self.token.text.clear();
+        self.token.text.extend(
+            text.trim()
+                .chars()
+                .take(ID_PREFIX_CHARS)
+                .map(|c| c.to_ascii_lowercase()),
+        );
+        IdPrefixStream {
+            has_token: !self.token.text.is_empty(),
+            token: &mut self.token,
+        }
+    }
+}
+
+impl TokenStream for IdPrefixStream<'_> {
+    fn advance(&mut self) -> bool {
+        std::mem::take(&mut self.has_token)
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
     }
 }
 

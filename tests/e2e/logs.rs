@@ -751,6 +751,63 @@ async fn a_slow_tail_client_is_cut_off_and_never_slows_ingest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ids_sharing_their_first_digits_are_told_apart() {
+    // The index keeps the first 8 hex digits of trace and span ids; these two records share
+    // them, and each query must still find exactly the records it names.
+    let server = Server::start(&[]);
+    let (trace_a, span_a) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let (trace_b, span_b) = ("0af76519000000000000000000000b0b", "b7ad6b71ffffffff");
+    let now = now_nanos();
+    let record = |trace: &str, span: &str, body: &str| {
+        json!({"timeUnixNano": now.to_string(), "traceId": trace, "spanId": span,
+               "body": {"stringValue": body}})
+    };
+    let request = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        record(trace_a, span_a, "twin one"),
+        record(trace_b, span_b, "twin two"),
+    ]}]}]});
+    post_otlp_json(&server, "/v1/logs", &request).await;
+    wait_for_logs(&server, "twin", 2).await;
+    let mut cases = vec![
+        (format!("trace_id:{trace_a}"), vec!["twin one"]),
+        (format!("trace_id:{trace_b}"), vec!["twin two"]),
+        (
+            format!("traceId:{}", trace_a.to_uppercase()),
+            vec!["twin one"],
+        ),
+        (format!("span_id:{span_a}"), vec!["twin one"]),
+        (
+            format!("span_id:{span_b} AND trace_id:{trace_b}"),
+            vec!["twin two"],
+        ),
+        (format!("span_id:{span_a} AND trace_id:{trace_b}"), vec![]),
+        // Eight digits are a prefix, not an id.
+        (format!("span_id:{}", &span_a[..8]), vec![]),
+        (format!("trace_id:{}*", &trace_a[..10]), vec!["twin one"]),
+        (
+            format!("trace_id: IN [{trace_a} {trace_b}]"),
+            vec!["twin one", "twin two"],
+        ),
+        (
+            "trace_id:0af76519*".to_owned(),
+            vec!["twin one", "twin two"],
+        ),
+        ("trace_id:0af7*".to_owned(), vec!["twin one", "twin two"]),
+        (format!("twin AND NOT span_id:{span_b}"), vec!["twin one"]),
+    ];
+    for (query, expected) in cases.iter_mut() {
+        let mut found = bodies(&server, query).await;
+        found.sort();
+        assert_eq!(found, *expected, "{query}");
+    }
+    let (_, trace_logs) =
+        get_json(&server.query_url(&format!("/api/v1/traces/{trace_a}/logs"))).await;
+    let logs = trace_logs["data"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{trace_logs}");
+    assert_eq!(logs[0]["body"], "twin one");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_logs_survive_kill_9() {
     let server = Server::start(&["--commit-interval-millis", "60000"]);
     let records: Vec<LogRecord> = (0..500)

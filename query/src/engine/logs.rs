@@ -11,7 +11,9 @@ use std::ops::Bound;
 use std::sync::LazyLock;
 
 use serde_json::json;
-use sightline_collector::log_store::{body_analyzer, field_text, LogFields, LogStoreError};
+use sightline_collector::log_store::{
+    body_analyzer, field_text, LogFields, LogStoreError, ID_PREFIX_CHARS,
+};
 use sightline_collector::{LogStore, SpanStore};
 use sightline_proto::log::LogRecord;
 use sightline_proto::TraceId;
@@ -27,7 +29,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
 use super::fields::{Catalog, FieldInfo, SegmentFields};
-use super::query_syntax::{self, Dialect, PhrasesWithoutPositions, QueryError};
+use super::query_syntax::{self, Dialect, IdPrefixes, PhrasesWithoutPositions, QueryError};
 use crate::time::parse_time_nanos;
 
 /// Logs of one trace returned at most.
@@ -122,6 +124,11 @@ const LOG_DIALECT: Dialect = Dialect {
         field: "body",
         analyzer: body_analyzer,
         check: LogStore::body_phrase_check,
+    }),
+    id_prefixes: Some(IdPrefixes {
+        fields: &["trace_id", "span_id"],
+        chars: ID_PREFIX_CHARS,
+        check: LogStore::id_check,
     }),
 };
 
@@ -375,7 +382,7 @@ pub fn trace_logs(
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = vec![(
         Occur::Should,
         Box::new(TermQuery::new(
-            Term::from_field_text(fields.trace_id, &trace_id.to_string()),
+            store.id_term(fields.trace_id, &trace_id.to_string()),
             IndexRecordOption::Basic,
         )),
     )];

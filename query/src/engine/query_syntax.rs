@@ -8,15 +8,21 @@
 //! exclusions only keeps everything else, `key:abc*` on a JSON field becomes a range
 //! (tantivy has no prefix query on JSON paths), and `key:/regex/` on a JSON field becomes a
 //! regular-expression query over that path's terms (tantivy's parser refuses regexes on JSON
-//! paths).
+//! paths). Phrases on a field indexed without positions, and ids on a field that keeps only
+//! their first digits, are confirmed on each match's stored document.
 
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, QueryParser, RegexQuery, TermQuery};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use tantivy::query::{
+    BooleanQuery, BoostQuery, Occur, Query, QueryParser, RangeQuery, RegexQuery, TermQuery,
+};
 use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
 use tantivy::schema::{IndexRecordOption, Schema};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::Term;
 
-use super::verified::{PhraseCheck, VerifiedPhrase};
+use super::verified::{IdCheck, PhraseCheck, Verified};
 
 /// How one index reads field names and range bounds.
 pub struct Dialect {
@@ -29,6 +35,17 @@ pub struct Dialect {
     /// The default text field when it is indexed without positions: its phrases are checked
     /// on stored documents.
     pub phrases_without_positions: Option<PhrasesWithoutPositions>,
+    /// Id fields indexed by the first digits of each id.
+    pub id_prefixes: Option<IdPrefixes>,
+}
+
+/// Exact-match id fields whose index keeps the first `chars` characters of each id: a value
+/// (`trace_id:0af7651916cd43dd8448eb211c80319c`), a set of values, or a prefix (`trace_id:0af7*`)
+/// finds the documents of its first characters, each confirmed by `check` on its stored copy.
+pub struct IdPrefixes {
+    pub fields: &'static [&'static str],
+    pub chars: usize,
+    pub check: IdCheck,
 }
 
 /// A text field indexed without positions, and how its phrases are checked.
@@ -132,6 +149,9 @@ fn build(
             UserInputLeaf::Literal(literal) if phrase_words(&literal, dialect).is_some() => {
                 verified_phrase(schema, &literal, dialect)?
             }
+            leaf if id_prefixes(&leaf, dialect).is_some() => {
+                verified_id(parser, schema, leaf, dialect)?
+            }
             leaf => build(parser, schema, UserInputAst::Leaf(Box::new(leaf)), dialect)?,
         },
     })
@@ -149,10 +169,113 @@ fn needs_own_build(ast: &UserInputAst, dialect: &Dialect) -> bool {
             UserInputLeaf::Regex {
                 field: Some(field), ..
             } => is_json(field, dialect),
-            UserInputLeaf::Literal(literal) => phrase_words(literal, dialect).is_some(),
-            _ => false,
+            UserInputLeaf::Literal(literal) if phrase_words(literal, dialect).is_some() => true,
+            leaf => id_prefixes(leaf, dialect).is_some(),
         },
     }
+}
+
+/// The id prefixes of the dialect, when `leaf` is a value or a set of values on one of them.
+fn id_prefixes<'a>(leaf: &UserInputLeaf, dialect: &'a Dialect) -> Option<&'a IdPrefixes> {
+    let ids = dialect.id_prefixes.as_ref()?;
+    let field = match leaf {
+        UserInputLeaf::Literal(literal) => literal.field_name.as_deref()?,
+        UserInputLeaf::Set { field, .. } => field.as_deref()?,
+        _ => return None,
+    };
+    ids.fields.contains(&field).then_some(ids)
+}
+
+/// A value, a prefix or a set of values on an id field indexed by prefixes: the documents of
+/// the terms they start with, each confirmed on its stored copy.
+fn verified_id(
+    parser: &QueryParser,
+    schema: &Schema,
+    leaf: UserInputLeaf,
+    dialect: &Dialect,
+) -> Result<Box<dyn Query>, QueryError> {
+    let error = |message: String| QueryError {
+        position: None,
+        message,
+    };
+    let Some(ids) = id_prefixes(&leaf, dialect) else {
+        return Err(error("not an id".into()));
+    };
+    let by_parser = |leaf: UserInputLeaf| {
+        parser
+            .build_query_from_user_input_ast(UserInputAst::Leaf(Box::new(leaf)))
+            .map_err(|err| error(err.to_string()))
+    };
+    let (field, values, prefix, inner) = match leaf {
+        UserInputLeaf::Literal(literal) => {
+            let field = literal.field_name.clone().unwrap_or_default();
+            let stem = match literal.phrase.strip_suffix('*') {
+                Some(stem) if !stem.is_empty() && !stem.contains('*') => Some(stem.to_owned()),
+                _ if literal.prefix => Some(literal.phrase.clone()),
+                _ => None,
+            };
+            match stem {
+                // The terms starting with the prefix's first characters (all of them, or the
+                // one term they make).
+                Some(stem) => {
+                    let cut: String = stem
+                        .trim()
+                        .chars()
+                        .take(ids.chars)
+                        .map(|c| c.to_ascii_lowercase())
+                        .collect();
+                    let index_field = schema
+                        .get_field(&field)
+                        .map_err(|err| error(err.to_string()))?;
+                    let term = |text: &str| Term::from_field_text(index_field, text);
+                    let upper = after_prefix(&cut)
+                        .map_or(Bound::Unbounded, |upper| Bound::Excluded(term(&upper)));
+                    let inner: Box<dyn Query> =
+                        Box::new(RangeQuery::new(Bound::Included(term(&cut)), upper));
+                    (field, vec![stem], true, inner)
+                }
+                None => {
+                    let values = vec![literal.phrase.clone()];
+                    (
+                        field,
+                        values,
+                        false,
+                        by_parser(UserInputLeaf::Literal(literal))?,
+                    )
+                }
+            }
+        }
+        UserInputLeaf::Set {
+            field: Some(field),
+            elements,
+        } => {
+            let values = elements.clone();
+            let inner = by_parser(UserInputLeaf::Set {
+                field: Some(field.clone()),
+                elements,
+            })?;
+            (field, values, false, inner)
+        }
+        _ => return Err(error("not an id".into())),
+    };
+    let check = ids.check;
+    Ok(Box::new(Verified {
+        inner,
+        checks: format!(
+            "{field} {} {values:?}",
+            if prefix { "starts with" } else { "in" }
+        ),
+        check: Arc::new(move |segment| check(segment, &field, &values, prefix)),
+    }))
+}
+
+/// The smallest string after every string starting with `prefix` (not empty), if there is one.
+fn after_prefix(prefix: &str) -> Option<String> {
+    let mut upper = prefix.to_owned();
+    let last = upper.pop()?;
+    let next = char::from_u32(last as u32 + 1)?;
+    upper.push(next);
+    Some(upper)
 }
 
 /// The words of a literal of several words on the field without positions (a phrase, or a
@@ -209,11 +332,11 @@ fn verified_phrase(
             (Occur::Must, query)
         })
         .collect();
-    Ok(Box::new(VerifiedPhrase {
+    let (check, slop) = (phrases.check, literal.slop);
+    Ok(Box::new(Verified {
         inner: Box::new(BooleanQuery::new(terms)),
-        words,
-        slop: literal.slop,
-        check: phrases.check,
+        checks: format!("phrase {words:?} with slop {slop}"),
+        check: Arc::new(move |segment| check(segment, &words, slop)),
     }))
 }
 
@@ -321,18 +444,11 @@ fn qualify(leaf: UserInputLeaf, dialect: &Dialect) -> Result<UserInputLeaf, Quer
                 _ => None,
             };
             if let (Some(prefix), true) = (prefix, on_json) {
-                let mut upper = prefix.clone();
-                let last = upper.pop().expect("not empty");
                 return Ok(UserInputLeaf::Range {
                     field: literal.field_name,
+                    upper: after_prefix(&prefix)
+                        .map_or(UserInputBound::Unbounded, UserInputBound::Exclusive),
                     lower: UserInputBound::Inclusive(prefix),
-                    upper: match char::from_u32(last as u32 + 1) {
-                        Some(next) => {
-                            upper.push(next);
-                            UserInputBound::Exclusive(upper)
-                        }
-                        None => UserInputBound::Unbounded,
-                    },
                 });
             }
             if let Some(field) = literal.field_name.as_deref() {

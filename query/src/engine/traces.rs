@@ -382,6 +382,7 @@ const SPAN_DIALECT: Dialect = Dialect {
     json_fields: &["attributes"],
     map_bound: |_, bound| Ok(bound),
     phrases_without_positions: None,
+    id_prefixes: None,
 };
 
 fn span_field(field: &str) -> String {

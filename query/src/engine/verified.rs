@@ -1,9 +1,11 @@
 //! A query whose matches are checked one by one: the documents of an inner query, kept when a
-//! per-segment test passes. Phrases on a field indexed without positions are built this way:
-//! every word of the phrase (an inner conjunction of terms), then the phrase itself checked on
-//! the stored document.
+//! per-segment test passes. Phrases on a field indexed without positions are built this way
+//! (every word of the phrase, an inner conjunction of terms, then the phrase itself checked on
+//! the stored document), and so are ids indexed by a prefix (the prefix's term, then the whole
+//! id checked on the stored document).
 
 use std::fmt;
+use std::sync::Arc;
 
 use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED};
@@ -14,42 +16,45 @@ pub type DocCheck = Box<dyn FnMut(DocId) -> bool + Send>;
 /// Makes the test of a segment's documents for the phrase `words` with `slop`.
 pub type PhraseCheck = fn(&SegmentReader, &[String], u32) -> tantivy::Result<DocCheck>;
 
-/// The documents of `inner` that hold the phrase, as `check` finds.
-pub struct VerifiedPhrase {
+/// Makes the test of a segment's documents for one of `ids` (or, with `prefix`, an id starting
+/// with one of them) in the id field `field`.
+pub type IdCheck = fn(&SegmentReader, &str, &[String], bool) -> tantivy::Result<DocCheck>;
+
+/// Makes the test of a segment's documents.
+pub type SegmentCheck = Arc<dyn Fn(&SegmentReader) -> tantivy::Result<DocCheck> + Send + Sync>;
+
+/// The documents of `inner` that pass `check`.
+pub struct Verified {
     pub inner: Box<dyn Query>,
-    pub words: Vec<String>,
-    pub slop: u32,
-    pub check: PhraseCheck,
+    pub check: SegmentCheck,
+    /// What is checked, for `Debug`.
+    pub checks: String,
 }
 
-impl Clone for VerifiedPhrase {
+impl Clone for Verified {
     fn clone(&self) -> Self {
-        VerifiedPhrase {
+        Verified {
             inner: self.inner.box_clone(),
-            words: self.words.clone(),
-            slop: self.slop,
-            check: self.check,
+            check: self.check.clone(),
+            checks: self.checks.clone(),
         }
     }
 }
 
-impl fmt::Debug for VerifiedPhrase {
+impl fmt::Debug for Verified {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedPhrase")
+        f.debug_struct("Verified")
             .field("inner", &self.inner)
-            .field("words", &self.words)
-            .field("slop", &self.slop)
+            .field("checks", &self.checks)
             .finish()
     }
 }
 
-impl Query for VerifiedPhrase {
+impl Query for Verified {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         Ok(Box::new(VerifiedWeight {
             inner: self.inner.weight(scoring)?,
-            words: self.words.clone(),
-            slop: self.slop,
-            check: self.check,
+            check: self.check.clone(),
         }))
     }
 
@@ -60,15 +65,13 @@ impl Query for VerifiedPhrase {
 
 struct VerifiedWeight {
     inner: Box<dyn Weight>,
-    words: Vec<String>,
-    slop: u32,
-    check: PhraseCheck,
+    check: SegmentCheck,
 }
 
 impl Weight for VerifiedWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
         let inner = self.inner.scorer(reader, boost)?;
-        let check = (self.check)(reader, &self.words, self.slop)?;
+        let check = (self.check)(reader)?;
         Ok(Box::new(Checked::new(inner, check)))
     }
 
