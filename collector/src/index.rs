@@ -121,6 +121,12 @@ pub(crate) fn open(
     let threads = settings.writer_threads.max(1);
     let memory = settings.writer_memory_bytes.max(threads * (16 << 20));
     let writer: IndexWriter = index.writer_with_num_threads(threads, memory)?;
+    // A stop in the middle of a merge leaves the segment it was writing; tantivy would only
+    // delete it after its next commit or merge.
+    let collected = writer.garbage_collect_files().wait()?;
+    if !collected.deleted_files.is_empty() {
+        info!(dir = %dir.display(), files = collected.deleted_files.len(), "deleted files no commit refers to (a merge cut short)");
+    }
     let mut merge_policy = LogMergePolicy::default();
     merge_policy.set_del_docs_ratio_before_merge(0.5);
     writer.set_merge_policy(Box::new(merge_policy));
@@ -130,4 +136,37 @@ pub(crate) fn open(
         .doc_store_cache_num_blocks(doc_store.cache_blocks)
         .try_into()?;
     Ok((index, reader, writer))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tantivy::schema::STORED;
+
+    use super::*;
+
+    #[test]
+    fn opening_deletes_files_that_no_commit_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut builder = Schema::builder();
+        builder.add_u64_field("n", STORED);
+        let schema = builder.build();
+        let settings = StoreSettings::default();
+        let (index, _, writer) =
+            open(dir.path(), schema.clone(), DocStore::SPANS, &settings).unwrap();
+        // What a merge cut short leaves: a segment file written through the index's directory
+        // (which records it as its own) that no commit names.
+        let orphan = std::path::Path::new("00000000000000000000000000000001.store");
+        let mut file =
+            tantivy::directory::Directory::open_write(index.directory(), orphan).unwrap();
+        file.write_all(b"half a segment").unwrap();
+        tantivy::directory::TerminatingWrite::terminate(file).unwrap();
+        drop(writer);
+        drop(index);
+        assert!(dir.path().join(orphan).exists());
+
+        open(dir.path(), schema, DocStore::SPANS, &settings).unwrap();
+        assert!(!dir.path().join(orphan).exists());
+    }
 }
