@@ -500,6 +500,11 @@ fn measure_log_queries(
 ) -> anyhow::Result<Vec<String>> {
     const RUNS: usize = 21;
     let correlation = |i: u64| format!("{:016x}", mix((i * 7919 % (requests * batch as u64)) / 4));
+    // A trace id as `make_log_request` gives it: the even lines of each run of eight share one.
+    let trace = |i: u64| {
+        let n = i * 7919 % (requests * batch as u64);
+        format!("{:016x}{:016x}", mix(n / 8), n / 8 + 1)
+    };
     let cases: Vec<(String, Vec<String>)> = vec![
         (
             "newest 100 lines containing a term (\"timeout\", ~1 line in 12)".into(),
@@ -526,6 +531,12 @@ fn measure_log_queries(
                         correlation(i)
                     )
                 })
+                .collect(),
+        ),
+        (
+            "trace id lookup (trace_id:<id>, 4 lines, each confirmed on its record)".into(),
+            (0..RUNS as u64)
+                .map(|i| format!("/api/v1/logs?query=trace_id:{}&limit=100", trace(i)))
                 .collect(),
         ),
         (
