@@ -615,22 +615,13 @@ impl LogStore {
         words: &[String],
         slop: u32,
     ) -> tantivy::Result<Box<dyn FnMut(tantivy::DocId) -> bool + Send>> {
-        // A few decompressed blocks stay cached: candidates come in doc id order.
-        let store = segment.get_store_reader(4)?;
-        let record_field = segment.schema().get_field("record")?;
+        let mut stored = stored_records(segment)?;
         let words = words.to_vec();
         Ok(Box::new(move |doc| {
-            let Ok(document) = store.get::<TantivyDocument>(doc) else {
-                return false;
-            };
-            document
-                .get_first(record_field)
-                .and_then(|value| value.as_bytes())
-                .and_then(|bytes| LogRecord::decode(bytes).ok())
-                .is_some_and(|stored| {
-                    let fields = json_body(&stored.record);
-                    text_has_phrase(&body_text(&stored.record, fields.as_ref()), &words, slop)
-                })
+            stored(doc).is_some_and(|stored| {
+                let fields = json_body(&stored.record);
+                text_has_phrase(&body_text(&stored.record, fields.as_ref()), &words, slop)
+            })
         }))
     }
 
@@ -657,22 +648,14 @@ impl LogStore {
         ids: &[String],
         prefix: bool,
     ) -> tantivy::Result<Box<dyn FnMut(tantivy::DocId) -> bool + Send>> {
-        let store = segment.get_store_reader(4)?;
-        let record_field = segment.schema().get_field("record")?;
+        let mut stored = stored_records(segment)?;
         let span = field == "span_id";
         let ids: Vec<String> = ids
             .iter()
             .map(|id| id.trim().to_ascii_lowercase())
             .collect();
         Ok(Box::new(move |doc| {
-            let Ok(document) = store.get::<TantivyDocument>(doc) else {
-                return false;
-            };
-            let Some(stored) = document
-                .get_first(record_field)
-                .and_then(|value| value.as_bytes())
-                .and_then(|bytes| LogRecord::decode(bytes).ok())
-            else {
+            let Some(stored) = stored(doc) else {
                 return false;
             };
             let id = match span {
@@ -729,6 +712,31 @@ pub fn field_text(record: &OtlpLogRecord, key: &str) -> Option<String> {
     }
 }
 
+/// The stored records of a segment's documents, as tests of matches read them (without their
+/// times, which are not tested); `None` for a record that cannot be read. A few decompressed
+/// blocks stay cached: candidates come in doc id order.
+fn stored_records(
+    segment: &tantivy::SegmentReader,
+) -> tantivy::Result<impl FnMut(tantivy::DocId) -> Option<LogRecord> + Send> {
+    let store = segment.get_store_reader(4)?;
+    let record_field = segment.schema().get_field("record")?;
+    Ok(move |doc| {
+        let document = store.get::<TantivyDocument>(doc).ok()?;
+        let bytes = document.get_first(record_field)?.as_bytes()?;
+        LogRecord::decode(bytes).ok()
+    })
+}
+
+/// The prefix of a trace or span id the index keeps: its first [`ID_PREFIX_CHARS`] characters,
+/// lowercase.
+pub fn id_prefix(id: &str) -> String {
+    id.trim()
+        .chars()
+        .take(ID_PREFIX_CHARS)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// Trace and span ids are indexed by their first [`ID_PREFIX_CHARS`] hex digits, lowercase:
 /// random ids cost the term dictionary about a byte per digit it keeps (a span id's 16 digits
 /// cost about 17 B, its first 8 about 9 B), and a lookup reads the stored records of the few
@@ -749,13 +757,7 @@ impl Tokenizer for IdPrefixTokenizer {
     fn token_stream<'a>(&'a mut self, text: &str) -> IdPrefixStream<'a> {
         self.token.reset();
         self.token.offset_to = text.len();
-        self.token.text.clear();
-        self.token.text.extend(
-            text.trim()
-                .chars()
-                .take(ID_PREFIX_CHARS)
-                .map(|c| c.to_ascii_lowercase()),
-        );
+        self.token.text = id_prefix(text);
         IdPrefixStream {
             has_token: !self.token.text.is_empty(),
             token: &mut self.token,

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use serde_json::json;
 use sightline_collector::log_store::{
-    body_analyzer, field_text, LogFields, LogStoreError, ID_PREFIX_CHARS,
+    body_analyzer, field_text, id_prefix, LogFields, LogStoreError,
 };
 use sightline_collector::{LogStore, SpanStore};
 use sightline_proto::log::LogRecord;
@@ -127,7 +127,7 @@ const LOG_DIALECT: Dialect = Dialect {
     }),
     id_prefixes: Some(IdPrefixes {
         fields: &["trace_id", "span_id"],
-        chars: ID_PREFIX_CHARS,
+        prefix: id_prefix,
         check: LogStore::id_check,
     }),
 };

@@ -39,12 +39,12 @@ pub struct Dialect {
     pub id_prefixes: Option<IdPrefixes>,
 }
 
-/// Exact-match id fields whose index keeps the first `chars` characters of each id: a value
+/// Exact-match id fields whose index keeps a prefix of each id (`prefix`): a value
 /// (`trace_id:0af7651916cd43dd8448eb211c80319c`), a set of values, or a prefix (`trace_id:0af7*`)
 /// finds the documents of its first characters, each confirmed by `check` on its stored copy.
 pub struct IdPrefixes {
     pub fields: &'static [&'static str],
-    pub chars: usize,
+    pub prefix: fn(&str) -> String,
     pub check: IdCheck,
 }
 
@@ -218,12 +218,7 @@ fn verified_id(
                 // The terms starting with the prefix's first characters (all of them, or the
                 // one term they make).
                 Some(stem) => {
-                    let cut: String = stem
-                        .trim()
-                        .chars()
-                        .take(ids.chars)
-                        .map(|c| c.to_ascii_lowercase())
-                        .collect();
+                    let cut = (ids.prefix)(&stem);
                     let index_field = schema
                         .get_field(&field)
                         .map_err(|err| error(err.to_string()))?;
