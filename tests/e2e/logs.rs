@@ -768,7 +768,7 @@ async fn ids_sharing_their_first_digits_are_told_apart() {
     ]}]}]});
     post_otlp_json(&server, "/v1/logs", &request).await;
     wait_for_logs(&server, "twin", 2).await;
-    let mut cases = vec![
+    let cases = vec![
         (format!("trace_id:{trace_a}"), vec!["twin one"]),
         (format!("trace_id:{trace_b}"), vec!["twin two"]),
         (
@@ -795,7 +795,7 @@ async fn ids_sharing_their_first_digits_are_told_apart() {
         ("trace_id:0af7*".to_owned(), vec!["twin one", "twin two"]),
         (format!("twin AND NOT span_id:{span_b}"), vec!["twin one"]),
     ];
-    for (query, expected) in cases.iter_mut() {
+    for (query, expected) in &cases {
         let mut found = bodies(&server, query).await;
         found.sort();
         assert_eq!(found, *expected, "{query}");
